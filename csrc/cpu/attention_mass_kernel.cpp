@@ -1,0 +1,220 @@
+// Driver of the CPU attention_mass kernel and its scalar (plain C++) pieces.
+// See attention_mass_kernel.h for the algorithm.
+#include "cpu/attention_mass_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "math/convert.h"
+#include "math/softmax.h"
+
+namespace vlmkern::cpu {
+namespace {
+
+using math::Bf16;
+using math::Fp16;
+
+constexpr int kRowBlock = 32;   // query rows scored per tile
+constexpr int kMaxDPad = 1024;  // head_dim limit of the CPU kernel (checked by the op)
+
+template <typename T>
+float load_f(const void* p, int64_t i) {
+  return math::to_float(static_cast<const T*>(p)[i]);
+}
+
+float load_any(DType dt, const void* p, int64_t i) {
+  switch (dt) {
+    case DType::kF32: return load_f<float>(p, i);
+    case DType::kBF16: return load_f<Bf16>(p, i);
+    case DType::kF16: return load_f<Fp16>(p, i);
+  }
+  return 0.f;
+}
+
+// ---- scalar pieces -----------------------------------------------------------------
+int scalar_prep_q(DType dt, const void* const* q_rows, int rows, int D, void* qbuf) {
+  float* out = static_cast<float*>(qbuf);
+  const int ldq = D;
+  const int rows_pad = (rows + 3) & ~3;
+  for (int r = 0; r < rows_pad; ++r)
+    for (int d = 0; d < D; ++d) out[r * ldq + d] = r < rows ? load_any(dt, q_rows[r], d) : 0.f;
+  return ldq;
+}
+
+void scalar_scores(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl,
+                   int n, int D, float scale2, float* S, int ldS) {
+  const float* q = static_cast<const float*>(qbuf);
+  float kf[kMaxDPad];
+  for (int j = 0; j < n; ++j) {
+    for (int d = 0; d < D; ++d) kf[d] = load_any(dt, k, int64_t(j) * k_sl + d);
+    for (int r = 0; r < rows; ++r) {
+      float acc = 0.f;
+      for (int d = 0; d < D; ++d) acc += q[r * ldq + d] * kf[d];
+      S[r * ldS + j] = acc * scale2;
+    }
+  }
+}
+
+void scalar_row_stats(const float* s, int n, float* m_out, float* l_out) {
+  float m = -INFINITY;
+  for (int j = 0; j < n; ++j) m = std::max(m, s[j]);
+  float l = 0.f;
+  if (m != -INFINITY)
+    for (int j = 0; j < n; ++j) l += exp2f(s[j] - m);
+  *m_out = m;
+  *l_out = l;
+}
+
+void scalar_accumulate(const float* s, int n, float m, float coef, float* acc) {
+  for (int j = 0; j < n; ++j) acc[j] += coef * exp2f(s[j] - m);
+}
+
+const AttentionMassIsaOps kScalarOps = {scalar_prep_q, scalar_scores, scalar_row_stats,
+                                        scalar_accumulate};
+
+const AttentionMassIsaOps& pick_ops(CpuIsa isa) {
+  if (const AttentionMassIsaOps* o = attention_mass_ops_avx512(isa)) return *o;
+  return kScalarOps;
+}
+
+// Scratch of one task, reused across its KV heads and row blocks.
+struct TaskScratch {
+  std::vector<float> qbuf, S, bias, acc;
+  std::vector<const void*> q_rows;
+  TaskScratch(int64_t chunk, int64_t D) {
+    const int64_t dpad = (D + 31) & ~int64_t(31);
+    qbuf.resize(size_t(kRowBlock) * dpad + 64);
+    S.resize(size_t(kRowBlock) * chunk);
+    bias.resize(chunk);
+    acc.resize(chunk);
+    q_rows.resize(kRowBlock);
+  }
+};
+
+const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
+
+int64_t elem_size(DType dt) { return dt == DType::kF32 ? 4 : 2; }
+
+// Scores of rows [rr0, rr0 + rows) of KV group g (row rr = head_in_group * Lq + i)
+// against chunk keys [c0, c0 + n), masked: padding through `bias`, causality
+// per row. Leaves the masked tile in sc.S (row stride n).
+void masked_scores(const AttentionMassArgs& a, const AttentionMassIsaOps& ops, TaskScratch& sc,
+                   int64_t b, int64_t g, int64_t rr0, int rows, int64_t c0, int n) {
+  const int64_t n_rep = a.Hq / a.Hkv;
+  const int64_t es = elem_size(a.dtype);
+  for (int r = 0; r < rows; ++r) {
+    const int64_t rr = rr0 + r;
+    const int64_t h = g * n_rep + rr / a.Lq, i = rr % a.Lq;
+    sc.q_rows[r] = bytes(a.q) + (b * a.q_sb + h * a.q_sh + i * a.q_sl) * es;
+  }
+  const int ldq = ops.prep_q(a.dtype, sc.q_rows.data(), rows, int(a.D), sc.qbuf.data());
+  const void* kp = bytes(a.k) + (b * a.k_sb + g * a.k_sh + c0 * a.k_sl) * es;
+  ops.scores(a.dtype, sc.qbuf.data(), ldq, rows, kp, a.k_sl, n, int(a.D), a.scale2, sc.S.data(), n);
+  for (int r = 0; r < rows; ++r) {
+    float* s = sc.S.data() + int64_t(r) * n;
+    const int64_t i = (rr0 + r) % a.Lq;
+    const int64_t lim = math::causal_limit(a.Lk, a.Lq, i, a.causal) - c0;
+    for (int64_t j = std::max<int64_t>(lim, 0); j < n; ++j) s[j] = -INFINITY;
+    if (a.key_valid)
+      for (int j = 0; j < n; ++j) s[j] += sc.bias[j];
+  }
+}
+
+void fill_bias(const AttentionMassArgs& a, TaskScratch& sc, int64_t b, int64_t c0, int n) {
+  if (!a.key_valid) return;
+  const uint8_t* v = a.key_valid + b * a.Lk + c0;
+  for (int j = 0; j < n; ++j) sc.bias[j] = v[j] ? 0.f : -INFINITY;
+}
+
+}  // namespace
+
+const AttentionMassIsaOps& attention_mass_ops_scalar() { return kScalarOps; }
+
+int64_t attention_mass_chunk(int64_t Lk, int64_t D) {
+  // ~64 KB of K per head per chunk: the chunk's keys of all KV heads stay in L2
+  // between the row tiles. A multiple of 16 keeps the vector tails short.
+  int64_t c = std::max<int64_t>(16, (32768 / std::max<int64_t>(D, 1)) & ~int64_t(15));
+  return std::min<int64_t>(c, std::max<int64_t>(Lk, 1));
+}
+
+void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1) {
+  const AttentionMassIsaOps& ops = pick_ops(isa);
+  TaskScratch sc(a.chunk, a.D);
+  const int64_t R = a.Hq * a.Lq, Rg = R / a.Hkv;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / a.n_chunks, c = t % a.n_chunks;
+    const int64_t c0 = c * a.chunk;
+    const int n = int(std::min(a.chunk, a.Lk - c0));
+    float* pm = a.part_m + t * R;
+    float* pl = a.part_l + t * R;
+    fill_bias(a, sc, b, c0, n);
+    for (int64_t g = 0; g < a.Hkv; ++g) {
+      for (int64_t rr0 = 0; rr0 < Rg; rr0 += kRowBlock) {
+        const int rows = int(std::min<int64_t>(kRowBlock, Rg - rr0));
+        masked_scores(a, ops, sc, b, g, rr0, rows, c0, n);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t row = g * Rg + rr0 + r;
+          ops.row_stats(sc.S.data() + int64_t(r) * n, n, pm + row, pl + row);
+        }
+      }
+    }
+  }
+}
+
+void attention_mass_combine(const AttentionMassArgs& a, int64_t r0, int64_t r1) {
+  const int64_t R = a.Hq * a.Lq;
+  for (int64_t br = r0; br < r1; ++br) {
+    const int64_t b = br / R, row = br % R, i = row % a.Lq;
+    float m = -INFINITY, l = 0.f;
+    for (int64_t c = 0; c < a.n_chunks; ++c) {
+      const int64_t t = b * a.n_chunks + c;
+      math::softmax_merge(m, l, a.part_m[t * R + row], a.part_l[t * R + row]);
+    }
+    float w = 1.f, wsum = float(a.Lq);
+    if (a.query_weights) {
+      const float* qw = a.query_weights + b * a.Lq;
+      w = qw[i];
+      wsum = 0.f;
+      for (int64_t ii = 0; ii < a.Lq; ++ii) wsum += qw[ii];
+    }
+    a.row_m[br] = m;
+    a.row_coef[br] = math::row_coef(w, wsum, float(a.Hq), l);
+  }
+}
+
+void attention_mass_accumulate(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1) {
+  const AttentionMassIsaOps& ops = pick_ops(isa);
+  TaskScratch sc(a.chunk, a.D);
+  const int64_t R = a.Hq * a.Lq, Rg = R / a.Hkv, span = a.key_end - a.key_start;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / a.n_chunks, c = t % a.n_chunks;
+    const int64_t c0 = c * a.chunk;
+    const int n = int(std::min(a.chunk, a.Lk - c0));
+    const int64_t lo = std::max(c0, a.key_start), hi = std::min(c0 + n, a.key_end);
+    if (lo >= hi) continue;
+    // Only the part of the chunk inside the span is scored again.
+    const int m = int(hi - lo);
+    fill_bias(a, sc, b, lo, m);
+    std::fill(sc.acc.begin(), sc.acc.begin() + m, 0.f);
+    for (int64_t g = 0; g < a.Hkv; ++g) {
+      for (int64_t rr0 = 0; rr0 < Rg; rr0 += kRowBlock) {
+        const int rows = int(std::min<int64_t>(kRowBlock, Rg - rr0));
+        // Rows whose coefficient is 0 (no valid key, zero weight) add nothing.
+        bool any = false;
+        for (int r = 0; r < rows && !any; ++r) any = a.row_coef[b * R + g * Rg + rr0 + r] != 0.f;
+        if (!any) continue;
+        masked_scores(a, ops, sc, b, g, rr0, rows, lo, m);
+        for (int r = 0; r < rows; ++r) {
+          const int64_t br = b * R + g * Rg + rr0 + r;
+          if (a.row_coef[br] == 0.f) continue;
+          ops.accumulate(sc.S.data() + int64_t(r) * m, m, a.row_m[br], a.row_coef[br],
+                         sc.acc.data());
+        }
+      }
+    }
+    std::copy(sc.acc.begin(), sc.acc.begin() + m, a.out + b * span + (lo - a.key_start));
+  }
+}
+
+}  // namespace vlmkern::cpu

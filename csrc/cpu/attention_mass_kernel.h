@@ -1,0 +1,71 @@
+// attention_mass on the CPU: raw pointers and sizes only (no torch here).
+//
+// Algorithm (split softmax, two passes over K, no score matrix kept):
+//   keys are cut into chunks of `chunk` keys; a task is one (batch row, chunk).
+//   pass 1  for every task and every query row, the partial softmax stats (m, l)
+//           of the chunk's scores (base-2 units, see math/softmax.h);
+//   combine per row, merge the chunks' stats into (M, L) and fold the head mean,
+//           the query weights and 1/L into one coefficient;
+//   pass 2  for every task that overlaps [key_start, key_end), recompute the
+//           chunk's scores and add coef * exp2(s - M) into the output.
+// A task handles every KV head of its chunk, so it owns its output slice (no
+// atomics) and its K chunk (all heads, at most a few hundred KB) stays in L2
+// between the score tiles. Extra memory: the stats, O(B * Hq * Lq * n_chunks)
+// floats, plus a per-thread tile of 32 rows x chunk scores.
+#pragma once
+#include <cstdint>
+
+#include "core/cpu_features.h"
+
+namespace vlmkern::cpu {
+
+enum class DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
+
+struct AttentionMassArgs {
+  DType dtype;
+  const void* q;  // [B, Hq, Lq, D], last dim contiguous
+  const void* k;  // [B, Hkv, Lk, D], last dim contiguous
+  int64_t B, Hq, Hkv, Lq, Lk, D;
+  int64_t q_sb, q_sh, q_sl;  // element strides
+  int64_t k_sb, k_sh, k_sl;
+  const uint8_t* key_valid;    // [B, Lk] (1 = attend), contiguous, or nullptr
+  const float* query_weights;  // [B, Lq], contiguous, or nullptr
+  int64_t key_start, key_end;
+  bool causal;
+  float scale2;  // softmax scale * log2(e)
+  int64_t chunk, n_chunks;
+  float* part_m;  // [B, n_chunks, Hq * Lq]
+  float* part_l;  // [B, n_chunks, Hq * Lq]
+  float* row_m;   // [B, Hq * Lq]
+  float* row_coef;  // [B, Hq * Lq]
+  float* out;     // [B, key_end - key_start]
+};
+
+// Keys per chunk used by the CPU kernel.
+int64_t attention_mass_chunk(int64_t Lk, int64_t D);
+
+void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
+void attention_mass_combine(const AttentionMassArgs& a, int64_t r0, int64_t r1);
+void attention_mass_accumulate(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
+
+// Vector pieces of the kernel, one table per instruction set. The scalar table
+// lives in attention_mass_kernel.cpp, the AVX-512 one in attention_mass_avx512.cpp.
+struct AttentionMassIsaOps {
+  // Copy `rows` query rows (row r at q_rows[r]) into qbuf in the layout `scores`
+  // wants, padded with zero rows to a multiple of 4 and zero columns to ldq.
+  // Returns ldq (elements per padded row).
+  int (*prep_q)(DType dt, const void* const* q_rows, int rows, int D, void* qbuf);
+  // S[r * ldS + j] = scale2 * (q_r . k_j) for r < rows, j < n; k_j = k + j * k_sl.
+  void (*scores)(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl,
+                 int n, int D, float scale2, float* S, int ldS);
+  // (m, l) = (max_j s[j], sum_j exp2(s[j] - m)) over j < n; (-inf, 0) if all -inf.
+  void (*row_stats)(const float* s, int n, float* m, float* l);
+  // acc[j] += coef * exp2(s[j] - m) for j < n (s[j] = -inf adds 0).
+  void (*accumulate)(const float* s, int n, float m, float coef, float* acc);
+};
+
+const AttentionMassIsaOps& attention_mass_ops_scalar();
+// nullptr when the library was built without the AVX-512 translation unit.
+const AttentionMassIsaOps* attention_mass_ops_avx512(CpuIsa isa);
+
+}  // namespace vlmkern::cpu

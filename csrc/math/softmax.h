@@ -1,0 +1,46 @@
+// Pieces of a split (flash-decoding style) softmax, shared by the CPU and CUDA
+// attention_mass kernels.
+//
+// Scores are kept in base-2 units: s2 = (q . k) * scale * log2(e), so that
+// exp(s - m) = exp2(s2 - m2). A partial softmax over a chunk of keys is the pair
+// (m, l) = (max s2, sum exp2(s2 - m)); an empty chunk is (-inf, 0).
+#pragma once
+#include <cmath>
+
+#include "core/host_device.h"
+
+namespace vlmkern::math {
+
+constexpr float kLog2e = 1.4426950408889634f;
+
+VLMKERN_INLINE float neg_inf() { return -INFINITY; }
+
+// Rescale factor exp2(m_old - m_new) that is 0, not NaN, when m_old = -inf.
+VLMKERN_INLINE float rescale(float m_old, float m_new) {
+  return m_old == -INFINITY ? 0.0f : exp2f(m_old - m_new);
+}
+
+// Merge partial (m2, l2) into (m, l).
+VLMKERN_INLINE void softmax_merge(float& m, float& l, float m2, float l2) {
+  if (m2 == -INFINITY) return;
+  if (m == -INFINITY) { m = m2; l = l2; return; }
+  const float mn = m > m2 ? m : m2;
+  l = l * exp2f(m - mn) + l2 * exp2f(m2 - mn);
+  m = mn;
+}
+
+// Number of keys query row i (of Lq rows standing at the last Lq positions of a
+// sequence of Lk keys) may attend to under a causal mask: keys [0, limit).
+VLMKERN_INLINE long long causal_limit(long long Lk, long long Lq, long long i, bool causal) {
+  return causal ? Lk - Lq + i + 1 : Lk;
+}
+
+// Weight of a query row in the final average:
+//   out[j] = sum_rows coef(row) * exp2(s2[row, j] - m(row)),
+//   coef = w_i / (sum_i w_i * Hq * l(row)); a row with no valid key (l = 0)
+// or a zero total weight contributes nothing.
+VLMKERN_INLINE float row_coef(float w_i, float w_sum, float heads, float l) {
+  return (l > 0.0f && w_sum != 0.0f) ? w_i / (w_sum * heads * l) : 0.0f;
+}
+
+}  // namespace vlmkern::math

@@ -1,0 +1,52 @@
+// Every op schema of vlmkern, in one place, and the Python module vlmkern._C
+// (module init + build information). Implementations register themselves in
+// csrc/cpu/*.cpp and csrc/cuda/*.cu; fake (meta) kernels live in
+// python/vlmkern/ops/ next to each op's Python wrapper.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+#include "core/cpu_features.h"
+#include "ops.h"
+
+#ifndef VLMKERN_CUDA_ARCHS_STR
+#define VLMKERN_CUDA_ARCHS_STR ""
+#endif
+#ifndef VLMKERN_TORCH_VERSION_STR
+#define VLMKERN_TORCH_VERSION_STR ""
+#endif
+
+TORCH_LIBRARY(vlmkern, m) {
+  m.def(
+      "attention_mass(Tensor q, Tensor k, int key_start, int key_end, bool causal, float scale, "
+      "Tensor? key_padding_mask=None, Tensor? query_weights=None) -> Tensor");
+  m.def("topk_indices(Tensor scores, Tensor keep, SymInt k_max) -> Tensor");
+}
+
+namespace py = pybind11;
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "vlmkern compiled kernels (ops are registered under torch.ops.vlmkern)";
+  m.def("cpu_features", &vlmkern::cpu_features_string, "CPU features found by CPUID");
+  m.def("cpu_isa", [] { return std::string(vlmkern::cpu_isa_name(vlmkern::cpu_isa())); },
+        "instruction set the CPU kernels use now");
+  m.def("cpu_isa_supported",
+        [] { return std::string(vlmkern::cpu_isa_name(vlmkern::cpu_isa_supported())); },
+        "best instruction set this machine supports");
+  m.def(
+      "set_cpu_isa_cap",
+      [](const std::string& name) {
+        static const char* names[] = {"scalar", "avx2", "avx512", "avx512_bf16", "amx"};
+        for (int i = 0; i < 5; ++i)
+          if (name == names[i]) return vlmkern::set_cpu_isa_cap(static_cast<vlmkern::CpuIsa>(i));
+        throw py::value_error("set_cpu_isa_cap: expected one of scalar, avx2, avx512, "
+                              "avx512_bf16, amx; got '" + name + "'");
+      },
+      "cap the CPU instruction set (for tests and benchmarks)");
+  m.attr("cuda_archs") = std::string(VLMKERN_CUDA_ARCHS_STR);
+#ifdef VLMKERN_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+  m.attr("torch_version") = std::string(VLMKERN_TORCH_VERSION_STR);
+}

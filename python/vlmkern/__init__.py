@@ -1,0 +1,18 @@
+"""vlmkern: fused kernels that make vision-language models cheaper to run.
+
+    import vlmkern
+    patch = vlmkern.apply(model, method="fastv", layer=3, keep_ratio=0.25)
+    out = model.generate(**inputs)
+    patch.revert()
+
+Ops: ``vlmkern.ops`` (also ``torch.ops.vlmkern.*``); eager references:
+``vlmkern.reference``.
+"""
+
+from vlmkern._build import C as _C
+from vlmkern import ops, reference
+from vlmkern.patch import apply, SUPPORTED_FAMILIES
+
+__version__ = "0.1.0"
+
+__all__ = ["apply", "ops", "reference", "SUPPORTED_FAMILIES", "__version__"]

@@ -1,0 +1,3 @@
+from vlmkern.cli import main
+
+raise SystemExit(main())

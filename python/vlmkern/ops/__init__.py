@@ -1,0 +1,13 @@
+"""vlmkern's stable op API.
+
+Each function here is a thin wrapper around a ``torch.ops.vlmkern.*`` op: it
+documents shapes and dtypes, resolves Python-level defaults, and registers the
+fake (meta) kernel so ``torch.compile(fullgraph=True)`` traces through it. The
+same ops can be called directly as ``torch.ops.vlmkern.<name>`` by other
+toolkits.
+"""
+
+from vlmkern.ops.attention_mass import attention_mass
+from vlmkern.ops.topk_indices import topk_indices, gather_kept
+
+__all__ = ["attention_mass", "topk_indices", "gather_kept"]

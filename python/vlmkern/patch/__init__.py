@@ -1,0 +1,7 @@
+"""The patch layer: ``vlmkern.apply(model, ...)`` (being written)."""
+
+SUPPORTED_FAMILIES = ()
+
+
+def apply(model, **kwargs):
+    raise NotImplementedError("vlmkern.apply: work in progress")

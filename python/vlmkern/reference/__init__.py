@@ -1,0 +1,8 @@
+"""Eager PyTorch versions of every vlmkern op: the tests' oracle and the
+benchmarks' baseline. Slow and memory-hungry on purpose: they materialize
+what the kernels avoid."""
+
+from vlmkern.reference.attention import attention_mass
+from vlmkern.reference.topk import topk_indices
+
+__all__ = ["attention_mass", "topk_indices"]
