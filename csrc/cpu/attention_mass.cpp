@@ -59,6 +59,12 @@ at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, in
   a.chunk = cpu::attention_mass_chunk(s.Lk, s.D);
   a.n_chunks = (s.Lk + a.chunk - 1) / a.chunk;
 
+  const CpuIsa isa = cpu_isa();
+  a.q_pitch = cpu::attention_mass_q_pitch(a.dtype, isa, s.D);
+  a.rg_pad = cpu::attention_mass_rg_pad(s.Hq, s.Hkv, s.Lq);
+  at::Tensor qprep = at::empty({s.B * s.Hkv * a.rg_pad * a.q_pitch}, q.options().dtype(at::kByte));
+  a.qprep = qprep.data_ptr<uint8_t>();
+
   const int64_t R = s.Hq * s.Lq;
   at::Tensor ws = at::empty({2 * s.B * a.n_chunks * R + 2 * s.B * R}, out.options());
   float* w = ws.data_ptr<float>();
@@ -68,7 +74,9 @@ at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, in
   a.row_coef = a.row_m + s.B * R;
   a.out = out.data_ptr<float>();
 
-  const CpuIsa isa = cpu_isa();
+  at::parallel_for(0, s.B * s.Hkv, 1, [&](int64_t t0, int64_t t1) {
+    cpu::attention_mass_prep(a, isa, t0, t1);
+  });
   const int64_t tasks = s.B * a.n_chunks;
   at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
     cpu::attention_mass_stats(a, isa, t0, t1);

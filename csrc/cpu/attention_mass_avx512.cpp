@@ -1,8 +1,8 @@
 // AVX-512 pieces of the CPU attention_mass kernel (this file alone is built with
 // AVX-512/AMX target flags; it is only called after CPUID said yes).
 //
-// Scores: tiles of 16 dot products (4 query rows x 4 keys, or 1 x 16 when a KV
-// head has a single query row, as in MHA decoding) accumulate 16-lane partial
+// Scores: tiles of 16 dot products (8 query rows x 2 keys for GQA groups, down
+// to 1 row x 16 keys when a KV head has a single query row, as in MHA decoding) accumulate 16-lane partial
 // sums over head_dim, then one transpose-add tree reduces the 16 vectors to one
 // (45 shuffles/adds per 16 dots). bf16 inputs on CPUs with AVX512-BF16 use
 // VDPBF16PS (32 multiply-adds per instruction, fp32 accumulation); fp32 and fp16
@@ -64,26 +64,23 @@ inline void store_tile(const float* t, int RB, int KB, int r0, int rows, int j0,
 }
 
 // ---- fp32-math path (all dtypes) ----------------------------------------------------
-int prep_q_f32(DType dt, const void* const* q_rows, int rows, int D, void* qbuf) {
-  const int ldq = (D + 15) & ~15;
-  float* out = static_cast<float*>(qbuf);
-  const int rows_pad = (rows + 3) & ~3;
+int64_t q_pitch_f32(DType, int D) { return int64_t((D + 15) & ~15) * 4; }
+
+void prep_q_row_f32(DType dt, const void* q_row, int D, void* dst) {
   const int64_t es = dt == DType::kF32 ? 4 : 2;
-  for (int r = 0; r < rows_pad; ++r) {
-    for (int d = 0; d < ldq; d += 16) {
-      const int left = D - d;
-      const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << (left > 0 ? left : 0)) - 1);
-      __m512 v = _mm512_setzero_ps();
-      if (r < rows) v = load16(dt, static_cast<const uint8_t*>(q_rows[r]) + d * es, m);
-      _mm512_storeu_ps(out + r * ldq + d, v);
-    }
+  float* out = static_cast<float*>(dst);
+  for (int d = 0; d < D; d += 16) {
+    const int left = D - d;
+    const __mmask16 m = left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1);
+    _mm512_storeu_ps(out + d, load16(dt, static_cast<const uint8_t*>(q_row) + d * es, m));
   }
-  return ldq;
 }
 
+// Tiles of RB query rows x KB = 16 / RB keys (RB = 8 for GQA groups of 5-8 rows,
+// so each key row is read once per row block; RB = 1 for MHA).
 template <int RB>
-void scores_f32_tiles(DType dt, const float* q, int ldq, int rows, const void* k, int64_t k_sl,
-                      int n, int D, float scale2, float* S, int ldS) {
+void scores_f32_tiles(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+                      int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
   constexpr int KB = 16 / RB;
   const int64_t es = dt == DType::kF32 ? 4 : 2;
   const __m512 vs = _mm512_set1_ps(scale2);
@@ -100,7 +97,7 @@ void scores_f32_tiles(DType dt, const float* q, int ldq, int rows, const void* k
         __m512 kv[KB];
         for (int kk = 0; kk < KB; ++kk) kv[kk] = load16(dt, kp[kk] + d * es, m);
         for (int r = 0; r < RB; ++r) {
-          const __m512 qv = _mm512_loadu_ps(q + (r0 + r) * ldq + d);
+          const __m512 qv = _mm512_loadu_ps(reinterpret_cast<const float*>(qbuf + (r0 + r) * q_pitch) + d);
           for (int kk = 0; kk < KB; ++kk) acc[r * KB + kk] = _mm512_fmadd_ps(qv, kv[kk], acc[r * KB + kk]);
         }
       }
@@ -110,30 +107,38 @@ void scores_f32_tiles(DType dt, const float* q, int ldq, int rows, const void* k
   }
 }
 
-void scores_f32(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl, int n,
-                int D, float scale2, float* S, int ldS) {
-  const float* q = static_cast<const float*>(qbuf);
-  if (rows == 1) scores_f32_tiles<1>(dt, q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-  else if (rows == 2) scores_f32_tiles<2>(dt, q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-  else scores_f32_tiles<4>(dt, q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-}
-
-// ---- bf16 dot-product path (VDPBF16PS) -----------------------------------------------
-int prep_q_bf16(DType dt, const void* const* q_rows, int rows, int D, void* qbuf) {
-  if (dt != DType::kBF16) return prep_q_f32(dt, q_rows, rows, D, qbuf);
-  const int ldq = (D + 31) & ~31;
-  uint16_t* out = static_cast<uint16_t*>(qbuf);
-  const int rows_pad = (rows + 3) & ~3;
-  for (int r = 0; r < rows_pad; ++r) {
-    std::memset(out + r * ldq, 0, ldq * 2);
-    if (r < rows) std::memcpy(out + r * ldq, q_rows[r], D * 2);
-  }
-  return ldq;
+template <template <int> class F, typename... A>
+void by_rows(int rows, A... args) {
+  if (rows == 1) F<1>::run(args...);
+  else if (rows == 2) F<2>::run(args...);
+  else if (rows <= 4) F<4>::run(args...);
+  else F<8>::run(args...);
 }
 
 template <int RB>
-void scores_bf16_tiles(const uint16_t* q, int ldq, int rows, const void* k, int64_t k_sl, int n,
-                       int D, float scale2, float* S, int ldS) {
+struct ScoresF32 {
+  template <typename... A>
+  static void run(A... args) { scores_f32_tiles<RB>(args...); }
+};
+
+void scores_f32(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+                int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
+  by_rows<ScoresF32>(rows, dt, qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+}
+
+// ---- bf16 dot-product path (VDPBF16PS) -----------------------------------------------
+int64_t q_pitch_bf16(DType dt, int D) {
+  return dt == DType::kBF16 ? int64_t((D + 31) & ~31) * 2 : q_pitch_f32(dt, D);
+}
+
+void prep_q_row_bf16(DType dt, const void* q_row, int D, void* dst) {
+  if (dt != DType::kBF16) return prep_q_row_f32(dt, q_row, D, dst);
+  std::memcpy(dst, q_row, size_t(D) * 2);  // padding stays zero (buffer cleared)
+}
+
+template <int RB>
+void scores_bf16_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
+                       int n, int D, float scale2, float* S, int ldS) {
   constexpr int KB = 16 / RB;
   const __m512 vs = _mm512_set1_ps(scale2);
   alignas(64) float t[16];
@@ -149,7 +154,7 @@ void scores_bf16_tiles(const uint16_t* q, int ldq, int rows, const void* k, int6
         __m512i kv[KB];
         for (int kk = 0; kk < KB; ++kk) kv[kk] = _mm512_maskz_loadu_epi16(m, kp[kk] + d * 2);
         for (int r = 0; r < RB; ++r) {
-          const __m512i qv = _mm512_loadu_si512(q + (r0 + r) * ldq + d);
+          const __m512i qv = _mm512_loadu_si512(qbuf + (r0 + r) * q_pitch + d * 2);
           for (int kk = 0; kk < KB; ++kk)
             acc[r * KB + kk] = _mm512_dpbf16_ps(acc[r * KB + kk], (__m512bh)qv, (__m512bh)kv[kk]);
         }
@@ -160,13 +165,16 @@ void scores_bf16_tiles(const uint16_t* q, int ldq, int rows, const void* k, int6
   }
 }
 
-void scores_bf16(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl, int n,
-                 int D, float scale2, float* S, int ldS) {
-  if (dt != DType::kBF16) return scores_f32(dt, qbuf, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-  const uint16_t* q = static_cast<const uint16_t*>(qbuf);
-  if (rows == 1) scores_bf16_tiles<1>(q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-  else if (rows == 2) scores_bf16_tiles<2>(q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
-  else scores_bf16_tiles<4>(q, ldq, rows, k, k_sl, n, D, scale2, S, ldS);
+template <int RB>
+struct ScoresBf16 {
+  template <typename... A>
+  static void run(A... args) { scores_bf16_tiles<RB>(args...); }
+};
+
+void scores_bf16(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+                 int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
+  if (dt != DType::kBF16) return scores_f32(dt, qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  by_rows<ScoresBf16>(rows, qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
 }
 
 // ---- softmax pieces -------------------------------------------------------------------
@@ -206,8 +214,10 @@ void accumulate(const float* s, int n, float m, float coef, float* acc) {
   }
 }
 
-const AttentionMassIsaOps kAvx512Ops = {prep_q_f32, scores_f32, row_stats, accumulate};
-const AttentionMassIsaOps kAvx512Bf16Ops = {prep_q_bf16, scores_bf16, row_stats, accumulate};
+const AttentionMassIsaOps kAvx512Ops = {q_pitch_f32, prep_q_row_f32, scores_f32, row_stats,
+                                        accumulate};
+const AttentionMassIsaOps kAvx512Bf16Ops = {q_pitch_bf16, prep_q_row_bf16, scores_bf16, row_stats,
+                                            accumulate};
 
 }  // namespace
 

@@ -15,7 +15,7 @@ namespace {
 using math::Bf16;
 using math::Fp16;
 
-constexpr int kRowBlock = 32;   // query rows scored per tile
+constexpr int kRowBlock = 32;   // query rows scored per tile (a multiple of 8)
 constexpr int kMaxDPad = 1024;  // head_dim limit of the CPU kernel (checked by the op)
 
 template <typename T>
@@ -33,24 +33,22 @@ float load_any(DType dt, const void* p, int64_t i) {
 }
 
 // ---- scalar pieces -----------------------------------------------------------------
-int scalar_prep_q(DType dt, const void* const* q_rows, int rows, int D, void* qbuf) {
-  float* out = static_cast<float*>(qbuf);
-  const int ldq = D;
-  const int rows_pad = (rows + 3) & ~3;
-  for (int r = 0; r < rows_pad; ++r)
-    for (int d = 0; d < D; ++d) out[r * ldq + d] = r < rows ? load_any(dt, q_rows[r], d) : 0.f;
-  return ldq;
+int64_t scalar_q_pitch(DType, int D) { return int64_t(D) * 4; }
+
+void scalar_prep_q_row(DType dt, const void* q_row, int D, void* dst) {
+  float* out = static_cast<float*>(dst);
+  for (int d = 0; d < D; ++d) out[d] = load_any(dt, q_row, d);
 }
 
-void scalar_scores(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl,
-                   int n, int D, float scale2, float* S, int ldS) {
-  const float* q = static_cast<const float*>(qbuf);
+void scalar_scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+                   int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
   float kf[kMaxDPad];
   for (int j = 0; j < n; ++j) {
     for (int d = 0; d < D; ++d) kf[d] = load_any(dt, k, int64_t(j) * k_sl + d);
     for (int r = 0; r < rows; ++r) {
+      const float* q = reinterpret_cast<const float*>(qbuf + r * q_pitch);
       float acc = 0.f;
-      for (int d = 0; d < D; ++d) acc += q[r * ldq + d] * kf[d];
+      for (int d = 0; d < D; ++d) acc += q[d] * kf[d];
       S[r * ldS + j] = acc * scale2;
     }
   }
@@ -70,25 +68,22 @@ void scalar_accumulate(const float* s, int n, float m, float coef, float* acc) {
   for (int j = 0; j < n; ++j) acc[j] += coef * exp2f(s[j] - m);
 }
 
-const AttentionMassIsaOps kScalarOps = {scalar_prep_q, scalar_scores, scalar_row_stats,
-                                        scalar_accumulate};
+const AttentionMassIsaOps kScalarOps = {scalar_q_pitch, scalar_prep_q_row, scalar_scores,
+                                        scalar_row_stats, scalar_accumulate};
 
 const AttentionMassIsaOps& pick_ops(CpuIsa isa) {
   if (const AttentionMassIsaOps* o = attention_mass_ops_avx512(isa)) return *o;
+  if (const AttentionMassIsaOps* o = attention_mass_ops_avx2(isa)) return *o;
   return kScalarOps;
 }
 
 // Scratch of one task, reused across its KV heads and row blocks.
 struct TaskScratch {
-  std::vector<float> qbuf, S, bias, acc;
-  std::vector<const void*> q_rows;
-  TaskScratch(int64_t chunk, int64_t D) {
-    const int64_t dpad = (D + 31) & ~int64_t(31);
-    qbuf.resize(size_t(kRowBlock) * dpad + 64);
+  std::vector<float> S, bias, acc;
+  TaskScratch(int64_t chunk) {
     S.resize(size_t(kRowBlock) * chunk);
     bias.resize(chunk);
     acc.resize(chunk);
-    q_rows.resize(kRowBlock);
   }
 };
 
@@ -97,20 +92,13 @@ const uint8_t* bytes(const void* p) { return static_cast<const uint8_t*>(p); }
 int64_t elem_size(DType dt) { return dt == DType::kF32 ? 4 : 2; }
 
 // Scores of rows [rr0, rr0 + rows) of KV group g (row rr = head_in_group * Lq + i)
-// against chunk keys [c0, c0 + n), masked: padding through `bias`, causality
-// per row. Leaves the masked tile in sc.S (row stride n).
+// against keys [c0, c0 + n), masked: padding through `bias`, causality per row.
+// Leaves the masked tile in sc.S (row stride n).
 void masked_scores(const AttentionMassArgs& a, const AttentionMassIsaOps& ops, TaskScratch& sc,
                    int64_t b, int64_t g, int64_t rr0, int rows, int64_t c0, int n) {
-  const int64_t n_rep = a.Hq / a.Hkv;
-  const int64_t es = elem_size(a.dtype);
-  for (int r = 0; r < rows; ++r) {
-    const int64_t rr = rr0 + r;
-    const int64_t h = g * n_rep + rr / a.Lq, i = rr % a.Lq;
-    sc.q_rows[r] = bytes(a.q) + (b * a.q_sb + h * a.q_sh + i * a.q_sl) * es;
-  }
-  const int ldq = ops.prep_q(a.dtype, sc.q_rows.data(), rows, int(a.D), sc.qbuf.data());
-  const void* kp = bytes(a.k) + (b * a.k_sb + g * a.k_sh + c0 * a.k_sl) * es;
-  ops.scores(a.dtype, sc.qbuf.data(), ldq, rows, kp, a.k_sl, n, int(a.D), a.scale2, sc.S.data(), n);
+  const uint8_t* qg = a.qprep + ((b * a.Hkv + g) * a.rg_pad + rr0) * a.q_pitch;
+  const void* kp = bytes(a.k) + (b * a.k_sb + g * a.k_sh + c0 * a.k_sl) * elem_size(a.dtype);
+  ops.scores(a.dtype, qg, a.q_pitch, rows, kp, a.k_sl, n, int(a.D), a.scale2, sc.S.data(), n);
   for (int r = 0; r < rows; ++r) {
     float* s = sc.S.data() + int64_t(r) * n;
     const int64_t i = (rr0 + r) % a.Lq;
@@ -131,6 +119,29 @@ void fill_bias(const AttentionMassArgs& a, TaskScratch& sc, int64_t b, int64_t c
 
 const AttentionMassIsaOps& attention_mass_ops_scalar() { return kScalarOps; }
 
+int64_t attention_mass_q_pitch(DType dt, CpuIsa isa, int64_t D) {
+  return pick_ops(isa).q_pitch(dt, int(D));
+}
+
+int64_t attention_mass_rg_pad(int64_t Hq, int64_t Hkv, int64_t Lq) {
+  return ((Hq / Hkv) * Lq + 7) & ~int64_t(7);
+}
+
+void attention_mass_prep(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1) {
+  const AttentionMassIsaOps& ops = pick_ops(isa);
+  const int64_t n_rep = a.Hq / a.Hkv, Rg = n_rep * a.Lq, es = elem_size(a.dtype);
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t b = t / a.Hkv, g = t % a.Hkv;
+    uint8_t* dst = a.qprep + t * a.rg_pad * a.q_pitch;
+    std::fill(dst, dst + a.rg_pad * a.q_pitch, uint8_t(0));
+    for (int64_t rr = 0; rr < Rg; ++rr) {
+      const int64_t h = g * n_rep + rr / a.Lq, i = rr % a.Lq;
+      ops.prep_q_row(a.dtype, bytes(a.q) + (b * a.q_sb + h * a.q_sh + i * a.q_sl) * es, int(a.D),
+                     dst + rr * a.q_pitch);
+    }
+  }
+}
+
 int64_t attention_mass_chunk(int64_t Lk, int64_t D) {
   // ~64 KB of K per head per chunk: the chunk's keys of all KV heads stay in L2
   // between the row tiles. A multiple of 16 keeps the vector tails short.
@@ -140,7 +151,7 @@ int64_t attention_mass_chunk(int64_t Lk, int64_t D) {
 
 void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1) {
   const AttentionMassIsaOps& ops = pick_ops(isa);
-  TaskScratch sc(a.chunk, a.D);
+  TaskScratch sc(a.chunk);
   const int64_t R = a.Hq * a.Lq, Rg = R / a.Hkv;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t b = t / a.n_chunks, c = t % a.n_chunks;
@@ -185,7 +196,7 @@ void attention_mass_combine(const AttentionMassArgs& a, int64_t r0, int64_t r1) 
 
 void attention_mass_accumulate(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1) {
   const AttentionMassIsaOps& ops = pick_ops(isa);
-  TaskScratch sc(a.chunk, a.D);
+  TaskScratch sc(a.chunk);
   const int64_t R = a.Hq * a.Lq, Rg = R / a.Hkv, span = a.key_end - a.key_start;
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t b = t / a.n_chunks, c = t % a.n_chunks;

@@ -39,25 +39,36 @@ struct AttentionMassArgs {
   float* row_m;   // [B, Hq * Lq]
   float* row_coef;  // [B, Hq * Lq]
   float* out;     // [B, key_end - key_start]
+  // Query rows converted once to the layout the ISA's `scores` reads:
+  // [B, Hkv, rg_pad, q_pitch bytes], rows of a KV group padded with zeros to
+  // rg_pad (a multiple of 8).
+  uint8_t* qprep;
+  int64_t q_pitch, rg_pad;
 };
 
 // Keys per chunk used by the CPU kernel.
 int64_t attention_mass_chunk(int64_t Lk, int64_t D);
+// Bytes per prepared query row, and the prepared buffer size, for this ISA.
+int64_t attention_mass_q_pitch(DType dt, CpuIsa isa, int64_t D);
+int64_t attention_mass_rg_pad(int64_t Hq, int64_t Hkv, int64_t Lq);
 
+// Convert query rows (b, g) for tasks [t0, t1), task = b * Hkv + g.
+void attention_mass_prep(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
 void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
 void attention_mass_combine(const AttentionMassArgs& a, int64_t r0, int64_t r1);
 void attention_mass_accumulate(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
 
 // Vector pieces of the kernel, one table per instruction set. The scalar table
-// lives in attention_mass_kernel.cpp, the AVX-512 one in attention_mass_avx512.cpp.
+// lives in attention_mass_kernel.cpp, the others in attention_mass_{avx2,avx512}.cpp.
 struct AttentionMassIsaOps {
-  // Copy `rows` query rows (row r at q_rows[r]) into qbuf in the layout `scores`
-  // wants, padded with zero rows to a multiple of 4 and zero columns to ldq.
-  // Returns ldq (elements per padded row).
-  int (*prep_q)(DType dt, const void* const* q_rows, int rows, int D, void* qbuf);
-  // S[r * ldS + j] = scale2 * (q_r . k_j) for r < rows, j < n; k_j = k + j * k_sl.
-  void (*scores)(DType dt, const void* qbuf, int ldq, int rows, const void* k, int64_t k_sl,
-                 int n, int D, float scale2, float* S, int ldS);
+  // Bytes of one prepared query row (head_dim padded with zeros as `scores` needs).
+  int64_t (*q_pitch)(DType dt, int D);
+  // Write one query row into dst (q_pitch bytes) in the layout `scores` reads.
+  void (*prep_q_row)(DType dt, const void* q_row, int D, void* dst);
+  // S[r * ldS + j] = scale2 * (q_r . k_j) for r < rows, j < n; k_j = k + j * k_sl;
+  // q_r = qbuf + r * q_pitch, with zero rows up to a multiple of 8 after `rows`.
+  void (*scores)(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+                 int64_t k_sl, int n, int D, float scale2, float* S, int ldS);
   // (m, l) = (max_j s[j], sum_j exp2(s[j] - m)) over j < n; (-inf, 0) if all -inf.
   void (*row_stats)(const float* s, int n, float* m, float* l);
   // acc[j] += coef * exp2(s[j] - m) for j < n (s[j] = -inf adds 0).
@@ -65,7 +76,8 @@ struct AttentionMassIsaOps {
 };
 
 const AttentionMassIsaOps& attention_mass_ops_scalar();
-// nullptr when the library was built without the AVX-512 translation unit.
+// Tables of the vector translation units; nullptr when `isa` is below theirs.
 const AttentionMassIsaOps* attention_mass_ops_avx512(CpuIsa isa);
+const AttentionMassIsaOps* attention_mass_ops_avx2(CpuIsa isa);
 
 }  // namespace vlmkern::cpu

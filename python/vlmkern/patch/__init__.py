@@ -1,7 +1,83 @@
-"""The patch layer: ``vlmkern.apply(model, ...)`` (being written)."""
+"""The patch layer: ``vlmkern.apply(model, ...)``.
 
-SUPPORTED_FAMILIES = ()
+    patch = vlmkern.apply(model, method="fastv", layer=3, keep_ratio=0.25)
+    out = model.generate(**inputs)   # prefill prunes; decoding uses the shorter cache
+    patch.revert()                   # the model is exactly as before
+
+``apply`` routes by ``model.config.model_type`` to a family adapter, patches the
+instance (hooks and instance attributes, never classes), and returns a
+:class:`PatchHandle` recording every change. See :mod:`vlmkern.patch.core`.
+"""
+
+from __future__ import annotations
+
+from vlmkern.methods import METHODS, get_method
+from vlmkern.patch import llava, qwen2_5_vl
+from vlmkern.patch.core import InLLMPruner, PatchHandle
+
+_ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl}
+
+SUPPORTED_FAMILIES = tuple(_ADAPTERS)
+
+_ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
-def apply(model, **kwargs):
-    raise NotImplementedError("vlmkern.apply: work in progress")
+def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0.25,
+          **kw) -> PatchHandle:
+    """Patch ``model`` in place with a token-reduction ``method``; returns the handle.
+
+    Args:
+        model: a supported model (``SUPPORTED_FAMILIES`` lists the
+            ``config.model_type`` values), in eval mode.
+        method: a name from ``vlmkern.methods.METHODS`` (``"fastv"``).
+        layer: ``K``: the hidden states entering decoder layer ``K`` (0-based) are
+            pruned, scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``.
+        keep_ratio: fraction of each sample's image tokens kept, in ``(0, 1]``:
+            ``max(1, round(N * keep_ratio))`` of its ``N``.
+        **kw: further method options.
+
+    Raises:
+        ValueError: unsupported family, unknown method, ``layer`` or ``keep_ratio``
+            out of range.
+        NotImplementedError: an attention implementation other than eager/sdpa.
+        RuntimeError: the model is already patched (revert that patch first).
+    """
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    adapter = _ADAPTERS.get(model_type)
+    if adapter is None:
+        raise ValueError(
+            f"vlmkern.apply: unsupported model {type(model).__name__} (model_type={model_type!r}); "
+            f"supported families: {', '.join(SUPPORTED_FAMILIES)}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    previous = model.__dict__.get("_vlmkern_patch")
+    if previous is not None and previous.active:
+        raise RuntimeError("vlmkern.apply: this model is already patched; call revert() on its "
+                           f"handle first ({previous.description})")
+    from vlmkern.methods.fastv import check_keep_ratio
+    check_keep_ratio(keep_ratio)
+    parts = adapter.parts(model)
+    n_layers = len(parts.lm.layers)
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise ValueError(f"layer must be an int, got {layer!r}")
+    if layer == 0:
+        raise ValueError("layer must be in [1, %d], got 0: the input of layer K is scored from layer "
+                         "K - 1's attention, and layer 0 has no layer before it" % (n_layers - 1))
+    if not 1 <= layer <= n_layers - 1:
+        raise ValueError(f"layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
+                         f"layers), got {layer}")
+    impl = getattr(parts.lm.config, "_attn_implementation", None)
+    if impl not in _ATTN_IMPLEMENTATIONS:
+        raise NotImplementedError(
+            f"vlmkern.apply: attn_implementation must be one of {_ATTN_IMPLEMENTATIONS}, got {impl!r}")
+    m = get_method(method, layer=layer, keep_ratio=keep_ratio, **kw)
+
+    handle = PatchHandle(model, f"{m!r} on {model_type}")
+    InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
+    handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
+    handle.set_attr(model, "_vlmkern_patch", handle)
+    return handle
+
+
+__all__ = ["apply", "PatchHandle", "SUPPORTED_FAMILIES"]

@@ -1,0 +1,166 @@
+// AVX2 + FMA + F16C pieces of the CPU attention_mass kernel (built with those
+// target flags only; chosen at run time from CPUID). Same structure as the
+// AVX-512 file: tiles of 8 dot products (8 query rows x 1 key for GQA groups,
+// down to 1 row x 8 keys for MHA) accumulate 8-lane partial sums over head_dim, then a
+// hadd tree reduces the 8 vectors to one (7 ops per 8 dots). K is converted to
+// fp32 on load (bf16: shift, fp16: VCVTPH2PS). A head_dim tail (D % 8) is done
+// in scalar code.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cpu/attention_mass_kernel.h"
+#include "math/convert.h"
+#include "math/exp2_avx2.h"
+
+namespace vlmkern::cpu {
+namespace {
+
+using math::exp2_avx2;
+
+// out lane i = sum of the 8 lanes of v[i].
+inline __m256 reduce8(const __m256* v) {
+  const __m256 t0 = _mm256_hadd_ps(v[0], v[1]), t1 = _mm256_hadd_ps(v[2], v[3]);
+  const __m256 t2 = _mm256_hadd_ps(v[4], v[5]), t3 = _mm256_hadd_ps(v[6], v[7]);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+template <DType dt>
+inline __attribute__((always_inline)) __m256 load8(const uint8_t* p) {
+  switch (dt) {
+    case DType::kF32: return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+    case DType::kBF16:
+      return _mm256_castsi256_ps(_mm256_slli_epi32(
+          _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+    case DType::kF16: return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  return _mm256_setzero_ps();
+}
+
+float load1(DType dt, const uint8_t* p) {
+  switch (dt) {
+    case DType::kF32: return *reinterpret_cast<const float*>(p);
+    case DType::kBF16: return math::bf16_to_float(*reinterpret_cast<const uint16_t*>(p));
+    case DType::kF16: return math::fp16_to_float(*reinterpret_cast<const uint16_t*>(p));
+  }
+  return 0.f;
+}
+
+int64_t q_pitch(DType, int D) { return int64_t((D + 7) & ~7) * 4; }
+
+// One query row as fp32, head_dim padded with zeros to a multiple of 8.
+void prep_q_row(DType dt, const void* q_row, int D, void* dst) {
+  float* out = static_cast<float*>(dst);
+  const int64_t es = dt == DType::kF32 ? 4 : 2;
+  const int ld = (D + 7) & ~7;
+  for (int d = 0; d < ld; ++d)
+    out[d] = d < D ? load1(dt, static_cast<const uint8_t*>(q_row) + d * es) : 0.f;
+}
+
+// Tiles of RB query rows x KB = 8 / RB keys. With RB = 8 every key row is read
+// once per row block (GQA groups of 5-8 rows); RB = 1 serves MHA decoding.
+template <DType dt, int RB>
+void scores_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
+                  int n, int D, float scale2, float* S, int ldS) {
+  constexpr int KB = 8 / RB;
+  constexpr int64_t es = dt == DType::kF32 ? 4 : 2;
+  const int D8 = D & ~7;
+  alignas(32) float t[8];
+  for (int r0 = 0; r0 < rows; r0 += RB) {
+    const float* q[RB];
+    for (int r = 0; r < RB; ++r) q[r] = reinterpret_cast<const float*>(qbuf + (r0 + r) * q_pitch);
+    for (int j0 = 0; j0 < n; j0 += KB) {
+      const uint8_t* kp[KB];
+      for (int kk = 0; kk < KB; ++kk) {
+        const int j = j0 + kk < n ? j0 + kk : n - 1;  // tail keys: recompute, dropped
+        kp[kk] = static_cast<const uint8_t*>(k) + int64_t(j) * k_sl * es;
+      }
+      __m256 acc[8];
+#pragma GCC unroll 8
+      for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+      for (int d = 0; d < D8; d += 8) {
+        __m256 kv[KB];
+#pragma GCC unroll 8
+        for (int kk = 0; kk < KB; ++kk) kv[kk] = load8<dt>(kp[kk] + d * es);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; ++r) {
+          const __m256 qv = _mm256_loadu_ps(q[r] + d);
+#pragma GCC unroll 8
+          for (int kk = 0; kk < KB; ++kk) acc[r * KB + kk] = _mm256_fmadd_ps(qv, kv[kk], acc[r * KB + kk]);
+        }
+      }
+      _mm256_store_ps(t, reduce8(acc));
+      for (int r = 0; r < RB && r0 + r < rows; ++r)
+        for (int kk = 0; kk < KB; ++kk) {
+          if (j0 + kk >= n) break;
+          float s = t[r * KB + kk];
+          for (int d = D8; d < D; ++d) s += q[r][d] * load1(dt, kp[kk] + d * es);
+          S[(r0 + r) * ldS + j0 + kk] = s * scale2;
+        }
+    }
+  }
+}
+
+template <DType dt>
+void scores_dt(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl, int n,
+               int D, float scale2, float* S, int ldS) {
+  if (rows == 1) scores_tiles<dt, 1>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else if (rows == 2) scores_tiles<dt, 2>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else if (rows <= 4) scores_tiles<dt, 4>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else scores_tiles<dt, 8>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+}
+
+void scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
+            int n, int D, float scale2, float* S, int ldS) {
+  switch (dt) {
+    case DType::kF32: return scores_dt<DType::kF32>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+    case DType::kBF16: return scores_dt<DType::kBF16>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+    case DType::kF16: return scores_dt<DType::kF16>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  }
+}
+
+void row_stats(const float* s, int n, float* m_out, float* l_out) {
+  __m256 vm = _mm256_set1_ps(-INFINITY);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
+  alignas(32) float t[8];
+  _mm256_store_ps(t, vm);
+  float m = -INFINITY;
+  for (int i = 0; i < 8; ++i) m = t[i] > m ? t[i] : m;
+  for (int jj = j; jj < n; ++jj) m = s[jj] > m ? s[jj] : m;
+  *m_out = m;
+  if (m == -INFINITY) {
+    *l_out = 0.f;
+    return;
+  }
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 vl = _mm256_setzero_ps();
+  for (j = 0; j + 8 <= n; j += 8) vl = _mm256_add_ps(vl, exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv)));
+  _mm256_store_ps(t, vl);
+  float l = 0.f;
+  for (int i = 0; i < 8; ++i) l += t[i];
+  for (int jj = j; jj < n; ++jj) l += exp2f(s[jj] - m);
+  *l_out = l;
+}
+
+void accumulate(const float* s, int n, float m, float coef, float* acc) {
+  const __m256 mv = _mm256_set1_ps(m), cv = _mm256_set1_ps(coef);
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp2_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
+    _mm256_storeu_ps(acc + j, _mm256_fmadd_ps(cv, e, _mm256_loadu_ps(acc + j)));
+  }
+  for (; j < n; ++j) acc[j] += coef * exp2f(s[j] - m);
+}
+
+const AttentionMassIsaOps kAvx2Ops = {q_pitch, prep_q_row, scores, row_stats, accumulate};
+
+}  // namespace
+
+const AttentionMassIsaOps* attention_mass_ops_avx2(CpuIsa isa) {
+  return static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx2) ? &kAvx2Ops : nullptr;
+}
+
+}  // namespace vlmkern::cpu

@@ -1,0 +1,395 @@
+"""Shared machinery of the patch layer: the handle that records and reverts what
+was patched, and the in-LLM pruner (placement ``in_llm@K``).
+
+How an ``in_llm@K`` method runs inside an unmodified Hugging Face model, with
+hooks on the *instance* only (no class or module-global is touched):
+
+1. A pre-hook on the multimodal model (``model.model``) reads ``input_ids`` and
+   marks the image tokens; a pre-hook on the language model reads the 2-D
+   ``attention_mask`` (padding).
+2. At prefill, layer ``K-1``'s ``q_proj``/``k_proj`` outputs are captured by
+   forward hooks and RoPE is applied to them with the layer's own
+   ``position_embeddings`` (read by a pre-hook on its ``self_attn``): the layer
+   runs once, attention is not recomputed and nothing is cached twice.
+3. A pre-hook on layer ``K`` scores and selects, then gathers the hidden states,
+   the rotary ``(cos, sin)`` and ``position_ids`` of the kept tokens (so they keep
+   their original positions, M-RoPE triples included) and builds the attention
+   mask of the shorter sequence. Samples of a batch keep different numbers of
+   tokens; each is left-padded (masked) to the longest so text stays
+   right-aligned, the layout ``generate`` relies on.
+4. Layers ``> K`` get the same substitutions by pre-hooks. Their KV cache holds
+   only the kept tokens; layers ``< K`` cache everything, so the cache's length
+   (``get_seq_length()``, layer 0) and with it every position ``generate`` and
+   the model compute stay those of the unpruned sequence.
+5. At decode, layer ``K``'s pre-hook builds the mask for layers ``>= K`` from the
+   kept-token padding recorded at prefill plus the new tokens' columns, sized
+   against layer ``K``'s cache (``create_causal_mask(..., layer_idx=K)``); the
+   model's own mask, sized for layer 0, still serves layers ``< K``.
+
+Limits: ``DynamicCache`` (or no cache) only; left padding; a continuation of a
+non-empty cache is decoded, not pruned (its new image tokens are kept); without
+a cache every forward is a prefill (as in the original FastV).
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+try:
+    from transformers.cache_utils import DynamicCache
+    from transformers.masking_utils import create_causal_mask
+except ImportError as e:  # pragma: no cover - transformers is a dependency
+    raise ImportError(f"vlmkern.patch needs transformers >= 5.0: {e}") from e
+
+
+class PatchHandle:
+    """What :func:`vlmkern.apply` did to one model, and how to undo it.
+
+    Every hook it registered and every attribute it set on a module instance is
+    recorded; :meth:`revert` removes the hooks and restores each attribute (or its
+    absence), so the model is exactly as before. Reverting twice is harmless.
+    """
+
+    def __init__(self, model: torch.nn.Module, description: str):
+        self.model = model
+        self.description = description
+        self.patched: list[str] = []  # human-readable, one line per change
+        self.pruner = None  # the InLLMPruner, for inspection (last_keep_mask)
+        self._hooks = []
+        self._attrs = []  # (module, name, had_instance_attr, old_value)
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def add_hook(self, hook_handle, where: str) -> None:
+        self._hooks.append(hook_handle)
+        self.patched.append(where)
+
+    def set_attr(self, module, name: str, value, where: str | None = None) -> None:
+        had = name in module.__dict__
+        self._attrs.append((module, name, had, module.__dict__.get(name)))
+        setattr(module, name, value)
+        if where:
+            self.patched.append(where)
+
+    def note(self, module: torch.nn.Module, text: str) -> None:
+        """Make ``print(model)`` show ``text`` on ``module`` (via ``extra_repr``)."""
+        original = module.extra_repr
+
+        def extra_repr():
+            base = original()
+            return f"{base}\n{text}" if base else text
+
+        self.set_attr(module, "extra_repr", extra_repr)
+
+    def revert(self) -> None:
+        """Remove every hook and restore every attribute; a no-op the second time."""
+        if not self._active:
+            return
+        for h in reversed(self._hooks):
+            h.remove()
+        for module, name, had, old in reversed(self._attrs):
+            if had:
+                setattr(module, name, old)
+            else:
+                delattr(module, name)
+        self._hooks.clear()
+        self._attrs.clear()
+        if self.pruner is not None:
+            self.pruner.release()
+        self._active = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.revert()
+
+    def __repr__(self) -> str:
+        state = "active" if self._active else "reverted"
+        lines = [f"PatchHandle({self.description}, {state})"]
+        if self._active:
+            lines += [f"  {p}" for p in self.patched]
+        return "\n".join(lines)
+
+
+@dataclass
+class Parts:
+    """What a family adapter hands the pruner.
+
+    ``mm_model``: the module whose forward receives ``input_ids``;
+    ``lm``: the decoder stack (``.layers``, ``.config``, ``layers[i].self_attn``
+    with ``q_proj``, ``k_proj``, ``head_dim``, ``scaling``);
+    ``image_token_id``: the image placeholder id;
+    ``rotary``: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``.
+    """
+    mm_model: torch.nn.Module
+    lm: torch.nn.Module
+    image_token_id: int
+    rotary: object
+
+
+@dataclass
+class _Kept:
+    """What a prefill left in a cache's layers >= K: the padding mask of the kept
+    layout ``[B, L']`` (alignment slots and original pads false) and the length
+    ``L`` of the unpruned prompt."""
+    prefix_mask: torch.Tensor
+    prompt_len: int
+
+
+class _CallState:
+    """Per-forward scratch space, cleared at the end of each call."""
+
+    def __init__(self):
+        self.image_mask = None
+        self.reset_text()
+
+    def reset_text(self):
+        self.attn2d = None
+        self.mask_is_2d = True
+        self.capture = False
+        self.cos_sin = None
+        self.q = None
+        self.k = None
+        self.overrides = None
+
+
+class InLLMPruner:
+    """Prunes image tokens from the hidden states entering decoder layer ``K``.
+
+    Args:
+        method: scores and selects (e.g. :class:`vlmkern.methods.FastV`); needs
+            ``layer``, ``score_layer``, ``score(q_last, k, image_mask, scale=...,
+            key_padding_mask=...)`` and ``select(scores, image_mask)``.
+        mm_model: the module that receives ``input_ids`` (``model.model``).
+        lm: the decoder stack (``.layers``, ``.config``).
+        image_token_id: the placeholder id of image tokens in ``input_ids``.
+        rotary: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``.
+    """
+
+    def __init__(self, method, mm_model, lm, image_token_id: int, rotary):
+        self.method = method
+        self.mm_model = mm_model
+        self.lm = lm
+        self.image_token_id = int(image_token_id)
+        self.rotary = rotary
+        self.K = method.layer
+        self.state = _CallState()
+        self.kept = weakref.WeakKeyDictionary()  # cache -> _Kept
+        self.last_keep_mask = None  # bool [B, L] of the last pruning prefill
+
+    # -- installation ---------------------------------------------------------
+    def install(self, handle: PatchHandle) -> None:
+        K, layers = self.K, self.lm.layers
+        attn = layers[K - 1].self_attn
+        reg = [
+            (self.mm_model.register_forward_pre_hook(self._mm_pre, with_kwargs=True),
+             f"{_name(self.mm_model)}: forward pre-hook reads image tokens from input_ids"),
+            (self.mm_model.register_forward_hook(self._mm_post, always_call=True),
+             f"{_name(self.mm_model)}: forward hook clears per-call state"),
+            (self.lm.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
+             f"{_name(self.lm)}: forward pre-hook reads the 2-D attention_mask"),
+            (self.lm.register_forward_hook(self._lm_post, always_call=True),
+             f"{_name(self.lm)}: forward hook clears per-call state"),
+            (attn.register_forward_pre_hook(self._attn_pre, with_kwargs=True),
+             f"layers[{K - 1}].self_attn: forward pre-hook reads position_embeddings"),
+            (attn.q_proj.register_forward_hook(self._q_hook),
+             f"layers[{K - 1}].self_attn.q_proj: forward hook captures the last query row"),
+            (attn.k_proj.register_forward_hook(self._k_hook),
+             f"layers[{K - 1}].self_attn.k_proj: forward hook captures the keys"),
+        ]
+        for i in range(K, len(layers)):
+            hook = self._prune_pre if i == K else self._follow_pre
+            what = "prunes image tokens" if i == K else "uses the pruned mask and positions"
+            reg.append((layers[i].register_forward_pre_hook(hook, with_kwargs=True),
+                        f"layers[{i}]: forward pre-hook {what}"))
+        for h, where in reg:
+            handle.add_hook(h, where)
+        handle.note(attn, f"[vlmkern] {self.method!r}: scores image tokens from this layer's "
+                          "last query row and keys (after RoPE)")
+        handle.note(layers[K], f"[vlmkern] {self.method!r}: prunes image tokens entering this "
+                               "layer; layers >= this one cache only the kept tokens")
+        handle.pruner = self
+
+    def release(self) -> None:
+        self.state = _CallState()
+        self.kept = weakref.WeakKeyDictionary()
+        self.last_keep_mask = None
+
+    # -- hooks ----------------------------------------------------------------
+    def _mm_pre(self, module, args, kwargs):
+        if module.training:
+            raise RuntimeError(
+                f"vlmkern: the {self.method.name} patch is for inference only; call model.eval() "
+                "(and run under torch.no_grad()), or revert the patch before training")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self.state.image_mask = None if ids is None else ids == self.image_token_id
+
+    def _mm_post(self, module, args, output):
+        self.state = _CallState()
+
+    def _lm_pre(self, module, args, kwargs):
+        self.state.reset_text()
+        mask = kwargs.get("attention_mask")
+        self.state.mask_is_2d = mask is None or (isinstance(mask, torch.Tensor) and mask.dim() == 2)
+        self.state.attn2d = mask if self.state.mask_is_2d else None
+
+    def _lm_post(self, module, args, output):
+        image_mask = self.state.image_mask
+        self.state.reset_text()
+        self.state.image_mask = image_mask
+
+    def _attn_pre(self, module, args, kwargs):
+        st = self.state
+        hs = kwargs.get("hidden_states", args[0] if args else None)
+        cache = kwargs.get("past_key_values")
+        st.capture = False
+        if st.image_mask is None or hs is None or st.image_mask.shape != hs.shape[:2]:
+            return
+        if cache is not None:
+            _check_cache(cache)
+            if cache.get_seq_length(self.K - 1) > 0:
+                return  # continuing a cache: decode, nothing to prune
+        if not st.image_mask[:, :-1].any():
+            return  # no image token (the last position is never pruned)
+        if not st.mask_is_2d:
+            raise NotImplementedError(
+                "vlmkern: pruning needs the 2-D attention_mask (batch, seq); got a prepared "
+                "4-D mask or mask dict (compiled or static caches are not supported)")
+        st.capture = True
+        st.cos_sin = kwargs["position_embeddings"]
+
+    def _q_hook(self, module, args, out):
+        if self.state.capture:
+            self.state.q = out[:, -1:]
+
+    def _k_hook(self, module, args, out):
+        if self.state.capture:
+            self.state.k = out
+
+    def _prune_pre(self, module, args, kwargs):
+        st = self.state
+        hs = args[0] if args else kwargs["hidden_states"]
+        cache = kwargs.get("past_key_values")
+        if st.capture and st.k is not None:
+            hs, kwargs = self._prune(hs, kwargs, cache)
+        elif cache is not None and cache in self.kept and cache.get_seq_length(self.K) > 0:
+            kwargs = self._decode(hs, kwargs, cache)
+        else:
+            return None
+        st.q = st.k = st.cos_sin = None
+        if args:
+            args = (hs,) + tuple(args[1:])
+        else:
+            kwargs["hidden_states"] = hs
+        return args, kwargs
+
+    def _follow_pre(self, module, args, kwargs):
+        if self.state.overrides is None:
+            return None
+        kwargs = dict(kwargs)
+        kwargs.update(self.state.overrides)
+        return args, kwargs
+
+    # -- prefill and decode ---------------------------------------------------
+    def _prune(self, hs, kwargs, cache):
+        st, K = self.state, self.K
+        attn = self.lm.layers[K - 1].self_attn
+        B, L, _ = hs.shape
+        image_mask = st.image_mask.to(hs.device).clone()
+        image_mask[:, -1] = False  # the scoring query itself is never dropped
+        pad = st.attn2d
+        if pad is not None:
+            pad = pad.to(hs.device).bool()
+            if not bool(pad[:, -1].all()):
+                raise ValueError(
+                    f"vlmkern: {self.method.name} scores from the last prompt token and needs left "
+                    "padding (tokenizer.padding_side = 'left'); got right-padded input")
+        q_last, k = self._rotated_qk(attn, st.q, st.k, st.cos_sin)
+        scores = self.method.score(q_last, k, image_mask, scale=float(attn.scaling),
+                                   key_padding_mask=pad)
+        keep_mask = ~image_mask | self.method.select(scores, image_mask)
+        self.last_keep_mask = keep_mask
+
+        # Kept positions right-aligned: a stable sort puts dropped ones first, in order.
+        L_new = int(keep_mask.sum(dim=1).max())
+        order = torch.sort(keep_mask.to(torch.int8), dim=1, stable=True).indices[:, L - L_new:]
+        valid = keep_mask.gather(1, order)  # false at the alignment slots
+        new_pad = valid if pad is None else valid & pad.gather(1, order)
+
+        hs = _gather_seq(hs, order)
+        cos, sin = kwargs["position_embeddings"]
+        overrides = {"position_embeddings": (_gather_seq(cos, order), _gather_seq(sin, order))}
+        pos = kwargs.get("position_ids")
+        if pos is not None:
+            overrides["position_ids"] = _gather_seq(pos, order)
+        overrides["attention_mask"] = create_causal_mask(
+            config=self.lm.config, inputs_embeds=hs, attention_mask=new_pad,
+            past_key_values=cache, position_ids=None, layer_idx=K)
+        if cache is not None:
+            self.kept[cache] = _Kept(prefix_mask=new_pad, prompt_len=L)
+        st.overrides = overrides
+        kwargs = dict(kwargs)
+        kwargs.update(overrides)
+        return hs, kwargs
+
+    def _decode(self, hs, kwargs, cache):
+        st, rec = self.state, self.kept[cache]
+        q_len = hs.shape[1]
+        n_new = cache.get_seq_length(self.K) + q_len - rec.prefix_mask.shape[1]
+        prefix = rec.prefix_mask.to(hs.device)
+        if st.attn2d is not None:
+            tail = st.attn2d[:, rec.prompt_len:].to(device=hs.device, dtype=torch.bool)
+            if tail.shape[1] != n_new or tail.shape[0] != prefix.shape[0]:
+                raise RuntimeError(
+                    f"vlmkern: attention_mask covers {st.attn2d.shape[1]} tokens but the cache holds a "
+                    f"pruned prompt of {rec.prompt_len} tokens plus {n_new} new ones; pass the mask of "
+                    "the whole sequence (as generate does)")
+        else:
+            tail = torch.ones((prefix.shape[0], n_new), dtype=torch.bool, device=hs.device)
+        mask = create_causal_mask(
+            config=self.lm.config, inputs_embeds=hs, attention_mask=torch.cat([prefix, tail], dim=1),
+            past_key_values=cache, position_ids=None, layer_idx=self.K)
+        st.overrides = {"attention_mask": mask}
+        kwargs = dict(kwargs)
+        kwargs["attention_mask"] = mask
+        return kwargs
+
+    def _rotated_qk(self, attn, q_raw, k_raw, cos_sin):
+        """Layer K-1's last query row ``[B, Hq, 1, D]`` and keys ``[B, Hkv, L, D]``
+        after RoPE, from the captured projections."""
+        B, L, _ = k_raw.shape
+        D = attn.head_dim
+        q = q_raw.view(B, 1, -1, D).transpose(1, 2)
+        k = k_raw.view(B, L, -1, D).transpose(1, 2)
+        cos, sin = cos_sin
+        q, _ = self.rotary(q, q, cos[:, -1:], sin[:, -1:])
+        _, k = self.rotary(k, k, cos, sin)
+        return q, k
+
+
+def _gather_seq(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Rows ``order[b]`` of sample ``b`` along dim 1: ``x`` is ``[B or 1, L, ...]``
+    (hidden states, rotary cos/sin, the 2-D position ids the layers receive),
+    ``order`` is ``[B, L']``; returns ``[B, L', ...]``."""
+    x = x.expand(order.shape[0], *x.shape[1:])
+    idx = order.view(*order.shape, *([1] * (x.dim() - 2))).expand(*order.shape, *x.shape[2:])
+    return torch.gather(x, 1, idx)
+
+
+def _check_cache(cache) -> None:
+    if not isinstance(cache, DynamicCache) or getattr(cache, "is_compileable", False) \
+            or any(getattr(cache, "is_sliding", []) or []):
+        raise NotImplementedError(
+            f"vlmkern: in-LLM pruning needs a DynamicCache without sliding layers (layers >= K hold "
+            f"fewer tokens than layers < K); got {type(cache).__name__}")
+
+
+def _name(module: torch.nn.Module) -> str:
+    return type(module).__name__

@@ -1,0 +1,121 @@
+"""Tiny vision-language models built from configs with random weights, for tests.
+
+Each builder seeds torch itself, so two calls with the same ``seed`` (and any
+``attn_implementation``) give models with identical weights: a test can build an
+eager twin of an sdpa model to read attention probabilities from.
+
+    model, inputs = tiny_llava("sdpa")
+    model, inputs = tiny_qwen2_5_vl("eager", prompts=((3, 5), (1, 2)))  # batch of 2
+
+``prompts`` lists, per sample, (text tokens before the image, text tokens after
+it); samples of different lengths are left-padded, the way ``generate`` wants.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VOCAB = 128
+PAD = 0
+# Llava
+LLAVA_IMAGE = 120
+LLAVA_PATCHES = 16  # 8x8 image, patch 2 -> 4x4 patches (the CLS token is dropped)
+# Qwen2.5-VL
+QWEN_IMAGE, QWEN_VIDEO, QWEN_VSTART, QWEN_VEND = 120, 121, 122, 123
+QWEN_GRID = (1, 8, 8)  # patches (t, h, w); spatial merge 2 -> 16 image tokens
+
+
+def _text_ids(gen: torch.Generator, n: int) -> list[int]:
+    return torch.randint(1, 110, (n,), generator=gen).tolist()
+
+
+def _left_pad(rows: list[list[int]], image_token: int):
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), PAD, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, L - len(r):] = torch.tensor(r)
+        mask[b, L - len(r):] = 1
+    return ids, mask
+
+
+def tiny_llava(attn_implementation: str = "sdpa", *, prompts=((3, 5),), num_layers: int = 6,
+               seed: int = 0):
+    """A LlavaForConditionalGeneration (CLIP vision tower, Llama language model with
+    grouped-query attention) and its inputs: ``input_ids``, ``attention_mask``,
+    ``pixel_values`` (one 8x8 image per sample, 16 image tokens each)."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, image_size=8, patch_size=2, projection_dim=32)
+    text = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+                       num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                       max_position_embeddings=256, pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=LLAVA_IMAGE,
+                         image_seq_length=LLAVA_PATCHES)
+    config._attn_implementation = attn_implementation
+    config.text_config._attn_implementation = attn_implementation
+    config.vision_config._attn_implementation = attn_implementation
+    model = LlavaForConditionalGeneration(config).eval()
+    # Random init leaves the logits nearly flat; a larger lm_head makes greedy choices
+    # well separated so that token-level comparisons are not decided by rounding.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.generation_config.eos_token_id = None  # always generate max_new_tokens
+    gen = torch.Generator().manual_seed(seed + 1)
+    rows = [_text_ids(gen, pre) + [LLAVA_IMAGE] * LLAVA_PATCHES + _text_ids(gen, post)
+            for pre, post in prompts]
+    ids, mask = _left_pad(rows, LLAVA_IMAGE)
+    pixel_values = torch.randn(len(rows), 3, 8, 8, generator=gen)
+    return model, {"input_ids": ids, "attention_mask": mask, "pixel_values": pixel_values}
+
+
+def tiny_qwen2_5_vl(attn_implementation: str = "sdpa", *, prompts=((3, 5),), num_layers: int = 6,
+                    seed: int = 0):
+    """A Qwen2_5_VLForConditionalGeneration and its inputs: ``input_ids``,
+    ``attention_mask``, ``mm_token_type_ids``, ``pixel_values`` and
+    ``image_grid_thw`` (one 8x8-patch image per sample: 16 image tokens after the
+    2x2 merge, laid out on a 4x4 M-RoPE grid)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  patch_size=2, spatial_merge_size=2, temporal_patch_size=2, window_size=8,
+                  fullatt_block_indexes=[1])
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [2, 3, 3]},
+                pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    config = Qwen2_5_VLConfig(vision_config=vision, text_config=text, image_token_id=QWEN_IMAGE,
+                              video_token_id=QWEN_VIDEO, vision_start_token_id=QWEN_VSTART,
+                              vision_end_token_id=QWEN_VEND)
+    config._attn_implementation = attn_implementation
+    config.text_config._attn_implementation = attn_implementation
+    config.vision_config._attn_implementation = attn_implementation
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.generation_config.eos_token_id = None
+    gen = torch.Generator().manual_seed(seed + 1)
+    t, h, w = QWEN_GRID
+    n_tokens = t * h * w // 4
+    rows = [_text_ids(gen, pre) + [QWEN_VSTART] + [QWEN_IMAGE] * n_tokens + [QWEN_VEND]
+            + _text_ids(gen, post) for pre, post in prompts]
+    ids, mask = _left_pad(rows, QWEN_IMAGE)
+    patch_dim = 3 * 2 * 2 * 2  # channels * temporal_patch_size * patch_size**2
+    pixel_values = torch.randn(len(rows) * t * h * w, patch_dim, generator=gen)
+    grid = torch.tensor([list(QWEN_GRID)] * len(rows), dtype=torch.long)
+    mm = (ids == QWEN_IMAGE).to(torch.int32)
+    return model, {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": mm,
+                   "pixel_values": pixel_values, "image_grid_thw": grid}
+
+
+def text_only(inputs: dict, image_token: int) -> dict:
+    """The same prompts with the image placeholders (and pixel inputs) removed."""
+    keep = inputs["input_ids"][0] != image_token
+    out = {"input_ids": inputs["input_ids"][:, keep], "attention_mask": inputs["attention_mask"][:, keep]}
+    if "mm_token_type_ids" in inputs:
+        out["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, keep]
+    return out

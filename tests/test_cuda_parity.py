@@ -1,0 +1,200 @@
+"""CUDA kernels against the CPU kernels (the CPU ones are tested against the
+eager references elsewhere). Skipped where no CUDA device or no CUDA build."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+try:
+    import vlmkern  # noqa: F401  (registers torch.ops.vlmkern.*)
+
+    _HAVE_EXT = True
+except Exception:  # pragma: no cover - the package may be unbuilt
+    _HAVE_EXT = False
+
+
+def _with_cuda() -> bool:
+    return _HAVE_EXT and bool(getattr(vlmkern._C, "with_cuda", False))
+
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+    pytest.mark.skipif(not _with_cuda(), reason="vlmkern was built without CUDA kernels"),
+]
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def _attention_mass(q, k, key_start, key_end, causal, scale, mask=None, weights=None):
+    return torch.ops.vlmkern.attention_mass(q, k, key_start, key_end, causal, scale, mask, weights)
+
+
+def _compare_attention_mass(B, Hq, Hkv, Lq, Lk, D, dtype, causal, span, masked, weighted, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, Hq, Lq, D, generator=g).to(dtype)
+    k = torch.randn(B, Hkv, Lk, D, generator=g).to(dtype)
+    mask = weights = None
+    if masked:
+        mask = torch.rand(B, Lk, generator=g) > 0.3
+        mask[0, :] = True
+        if B > 1:
+            mask[-1, :] = False  # a batch row with no valid key at all
+    if weighted:
+        weights = torch.rand(B, Lq, generator=g)
+    key_start, key_end = span
+    scale = D**-0.5
+    ref = _attention_mass(q, k, key_start, key_end, causal, scale, mask, weights)
+    dev = torch.device("cuda")
+    out = _attention_mass(
+        q.to(dev), k.to(dev), key_start, key_end, causal, scale,
+        None if mask is None else mask.to(dev),
+        None if weights is None else weights.to(dev),
+    )
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    assert out.shape == ref.shape == (B, key_end - key_start)
+    torch.testing.assert_close(out.cpu(), ref, rtol=2e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Lk", [1, 7, 577, 4109])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_mass_lengths(dtype, Lk, causal):
+    Lq = min(Lk, 5)
+    _compare_attention_mass(1, 4, 4, Lq, Lk, 64, dtype, causal, (0, Lk), False, False, seed=Lk)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Hq,Hkv", [(8, 1), (8, 2), (6, 3), (4, 4)])
+def test_attention_mass_gqa(dtype, Hq, Hkv):
+    _compare_attention_mass(2, Hq, Hkv, 17, 600, 128, dtype, True, (35, 611 - 11), False, False,
+                            seed=Hq * 10 + Hkv)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_mass_mask_weights(dtype, causal):
+    _compare_attention_mass(3, 8, 2, 40, 1100, 96, dtype, causal, (5, 1090), True, True, seed=7)
+
+
+@pytest.mark.parametrize("D", [1, 40, 64, 80, 130, 256])
+def test_attention_mass_head_dims(D):
+    _compare_attention_mass(2, 4, 2, 9, 300, D, torch.float32, True, (0, 300), True, False, seed=D)
+
+
+@pytest.mark.parametrize("span", [(0, 0), (0, 1), (3, 4), (100, 165), (4000, 4109), (0, 4109)])
+def test_attention_mass_spans(span):
+    _compare_attention_mass(2, 4, 2, 64, 4109, 64, torch.bfloat16, True, span, True, True, seed=3)
+
+
+def test_attention_mass_many_rows():
+    # More than one 32-row tile per KV group, tiles straddling head boundaries.
+    _compare_attention_mass(1, 12, 3, 45, 700, 64, torch.float16, True, (0, 700), False, True, seed=11)
+
+
+def test_attention_mass_noncontiguous():
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 10, 4, 64, generator=g).transpose(1, 2)  # [B, Hq=4, Lq=10, D]
+    k = torch.randn(2, 300, 2, 64, generator=g).transpose(1, 2)  # [B, Hkv=2, Lk=300, D]
+    kt = torch.randn(2, 2, 64, 300, generator=g).transpose(2, 3)  # last dim not contiguous
+    for kk in (k, kt):
+        ref = _attention_mass(q, kk, 10, 290, True, 0.125)
+        out = _attention_mass(q.cuda(), kk.cuda(), 10, 290, True, 0.125)
+        torch.testing.assert_close(out.cpu(), ref, rtol=2e-3, atol=1e-6)
+
+
+def test_attention_mass_zero_weights():
+    q = torch.randn(2, 2, 3, 32)
+    k = torch.randn(2, 2, 50, 32)
+    w = torch.zeros(2, 3)
+    ref = _attention_mass(q, k, 0, 50, True, 0.2, None, w)
+    out = _attention_mass(q.cuda(), k.cuda(), 0, 50, True, 0.2, None, w.cuda())
+    assert torch.equal(out.cpu(), ref)
+    assert not out.any()
+
+
+# ---- topk_indices -------------------------------------------------------------------
+
+def _topk(scores, keep, k_max):
+    return torch.ops.vlmkern.topk_indices(scores, keep, k_max)
+
+
+def _compare_topk(scores, keep, k_max):
+    ref = _topk(scores, keep, k_max)
+    out = _topk(scores.cuda(), keep.cuda(), k_max)
+    assert out.dtype == torch.int64 and out.device.type == "cuda"
+    assert torch.equal(out.cpu(), ref), (out.cpu(), ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 7, 577, 4109, 70000])
+def test_topk_random(dtype, N):
+    g = torch.Generator().manual_seed(N)
+    B = 4
+    scores = torch.randn(B, N, generator=g).to(dtype)
+    keep = torch.tensor([0, 1, N // 3, N], dtype=torch.int64)
+    _compare_topk(scores, keep, N)
+    k_max = max(1, N // 2)
+    keep2 = torch.clamp(torch.tensor([0, 1, N // 3, N // 2]), max=k_max)
+    _compare_topk(scores, keep2, k_max)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_topk_ties_nan_inf(dtype):
+    g = torch.Generator().manual_seed(0)
+    N = 3000
+    s = torch.randint(-3, 4, (3, N), generator=g).to(torch.float32)  # heavy ties
+    s[1, ::7] = float("nan")
+    s[1, 5::11] = float("inf")
+    s[1, 9::13] = float("-inf")
+    s[2] = 0.0
+    s[2, ::2] = -0.0  # -0.0 == +0.0: ties broken by index only
+    s[2, 100:110] = float("nan")
+    scores = s.to(dtype)
+    for kv in (1, 2, 50, 429, 1500, 2999, 3000):
+        keep = torch.full((3,), kv, dtype=torch.int64)
+        _compare_topk(scores, keep, kv)
+        _compare_topk(scores, keep, N)
+
+
+def test_topk_all_nan_and_constant():
+    N = 1000
+    scores = torch.stack([torch.full((N,), float("nan")), torch.full((N,), 1.5)])
+    for kv in (0, 1, 333, 999, 1000):
+        _compare_topk(scores, torch.tensor([kv, kv]), max(kv, 1))
+
+
+def test_topk_subnormal_and_strided():
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(5, 2 * 1234, generator=g)
+    base[:, ::3] *= 1e-42  # fp32 subnormals must rank as on the CPU
+    scores = base[:, ::2]  # non-unit stride along N
+    keep = torch.tensor([0, 10, 300, 617, 1234])
+    _compare_topk(scores, keep, 1234)
+    _compare_topk(base.t().contiguous().t(), torch.tensor([7, 7, 7, 7, 7]), 7)  # column-major
+
+
+def test_topk_per_row_keep_many_rows():
+    g = torch.Generator().manual_seed(2)
+    B, N, k_max = 300, 513, 200
+    scores = torch.randn(B, N, generator=g).half()
+    keep = torch.randint(0, k_max + 1, (B,), generator=g)
+    _compare_topk(scores, keep, k_max)
+
+
+def test_topk_deterministic():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 5, (8, 20000), generator=g).float().cuda()
+    keep = torch.full((8,), 4321, dtype=torch.int64, device="cuda")
+    outs = [_topk(scores, keep, 5000) for _ in range(3)]
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_topk_empty():
+    scores = torch.randn(0, 10).cuda()
+    out = _topk(scores, torch.zeros(0, dtype=torch.int64, device="cuda"), 3)
+    assert out.shape == (0, 3)
+    out = _topk(torch.randn(2, 10).cuda(), torch.zeros(2, dtype=torch.int64, device="cuda"), 0)
+    assert out.shape == (2, 0)
