@@ -29,7 +29,7 @@ def _text_ids(gen: torch.Generator, n: int) -> list[int]:
     return torch.randint(1, 110, (n,), generator=gen).tolist()
 
 
-def _left_pad(rows: list[list[int]], image_token: int):
+def _left_pad(rows: list[list[int]]):
     L = max(len(r) for r in rows)
     ids = torch.full((len(rows), L), PAD, dtype=torch.long)
     mask = torch.zeros((len(rows), L), dtype=torch.long)
@@ -66,17 +66,19 @@ def tiny_llava(attn_implementation: str = "sdpa", *, prompts=((3, 5),), num_laye
     gen = torch.Generator().manual_seed(seed + 1)
     rows = [_text_ids(gen, pre) + [LLAVA_IMAGE] * LLAVA_PATCHES + _text_ids(gen, post)
             for pre, post in prompts]
-    ids, mask = _left_pad(rows, LLAVA_IMAGE)
+    ids, mask = _left_pad(rows)
     pixel_values = torch.randn(len(rows), 3, 8, 8, generator=gen)
     return model, {"input_ids": ids, "attention_mask": mask, "pixel_values": pixel_values}
 
 
 def tiny_qwen2_5_vl(attn_implementation: str = "sdpa", *, prompts=((3, 5),), num_layers: int = 6,
-                    seed: int = 0):
+                    seed: int = 0, grids=None):
     """A Qwen2_5_VLForConditionalGeneration and its inputs: ``input_ids``,
     ``attention_mask``, ``mm_token_type_ids``, ``pixel_values`` and
-    ``image_grid_thw`` (one 8x8-patch image per sample: 16 image tokens after the
-    2x2 merge, laid out on a 4x4 M-RoPE grid)."""
+    ``image_grid_thw``. By default one 8x8-patch image per sample (16 image tokens
+    after the 2x2 merge, on a 4x4 M-RoPE grid); ``grids`` gives each sample its own
+    patch grid (t, h, w) instead (h, w even; None: no image), for ragged image-token
+    counts."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     torch.manual_seed(seed)
@@ -99,14 +101,17 @@ def tiny_qwen2_5_vl(attn_implementation: str = "sdpa", *, prompts=((3, 5),), num
         model.lm_head.weight.mul_(20.0)
     model.generation_config.eos_token_id = None
     gen = torch.Generator().manual_seed(seed + 1)
-    t, h, w = QWEN_GRID
-    n_tokens = t * h * w // 4
-    rows = [_text_ids(gen, pre) + [QWEN_VSTART] + [QWEN_IMAGE] * n_tokens + [QWEN_VEND]
-            + _text_ids(gen, post) for pre, post in prompts]
-    ids, mask = _left_pad(rows, QWEN_IMAGE)
+    grids = [tuple(QWEN_GRID)] * len(prompts) if grids is None else grids
+    rows = []
+    for (pre, post), g in zip(prompts, grids):
+        image = [] if g is None else [QWEN_VSTART] + [QWEN_IMAGE] * (g[0] * g[1] * g[2] // 4) + [QWEN_VEND]
+        rows.append(_text_ids(gen, pre) + image + _text_ids(gen, post))
+    ids, mask = _left_pad(rows)
+    grids = [tuple(g) for g in grids if g is not None]
     patch_dim = 3 * 2 * 2 * 2  # channels * temporal_patch_size * patch_size**2
-    pixel_values = torch.randn(len(rows) * t * h * w, patch_dim, generator=gen)
-    grid = torch.tensor([list(QWEN_GRID)] * len(rows), dtype=torch.long)
+    n_patches = sum(t * h * w for t, h, w in grids)
+    pixel_values = torch.randn(n_patches, patch_dim, generator=gen)
+    grid = torch.tensor([list(g) for g in grids], dtype=torch.long).view(-1, 3)
     mm = (ids == QWEN_IMAGE).to(torch.int32)
     return model, {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": mm,
                    "pixel_values": pixel_values, "image_grid_thw": grid}
@@ -118,4 +123,25 @@ def text_only(inputs: dict, image_token: int) -> dict:
     out = {"input_ids": inputs["input_ids"][:, keep], "attention_mask": inputs["attention_mask"][:, keep]}
     if "mm_token_type_ids" in inputs:
         out["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, keep]
+    return out
+
+
+def sample(inputs: dict, b: int) -> dict:
+    """Sample ``b`` of a left-padded batch as a batch of one, without its padding."""
+    real = inputs["attention_mask"][b].bool()
+    out = {"input_ids": inputs["input_ids"][b:b + 1, real],
+           "attention_mask": inputs["attention_mask"][b:b + 1, real]}
+    if "mm_token_type_ids" in inputs:
+        out["mm_token_type_ids"] = inputs["mm_token_type_ids"][b:b + 1, real]
+    if "image_grid_thw" in inputs:  # Qwen: pixel rows are the patches of every image in turn
+        has_image = inputs["mm_token_type_ids"].bool().any(dim=1).tolist()
+        if has_image[b]:
+            i = sum(has_image[:b])  # this sample's image index
+            grid = inputs["image_grid_thw"]
+            sizes = grid.prod(-1).tolist()
+            start = sum(sizes[:i])
+            out["pixel_values"] = inputs["pixel_values"][start:start + sizes[i]]
+            out["image_grid_thw"] = grid[i:i + 1]
+    else:
+        out["pixel_values"] = inputs["pixel_values"][b:b + 1]
     return out

@@ -12,6 +12,7 @@ instance (hooks and instance attributes, never classes), and returns a
 from __future__ import annotations
 
 from vlmkern.methods import METHODS, get_method
+from vlmkern.methods.fastv import check_keep_ratio
 from vlmkern.patch import llava, qwen2_5_vl
 from vlmkern.patch.core import InLLMPruner, PatchHandle
 
@@ -55,7 +56,6 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
     if previous is not None and previous.active:
         raise RuntimeError("vlmkern.apply: this model is already patched; call revert() on its "
                            f"handle first ({previous.description})")
-    from vlmkern.methods.fastv import check_keep_ratio
     check_keep_ratio(keep_ratio)
     parts = adapter.parts(model)
     n_layers = len(parts.lm.layers)

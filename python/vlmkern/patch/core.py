@@ -26,9 +26,13 @@ hooks on the *instance* only (no class or module-global is touched):
    against layer ``K``'s cache (``create_causal_mask(..., layer_idx=K)``); the
    model's own mask, sized for layer 0, still serves layers ``< K``.
 
-Limits: ``DynamicCache`` (or no cache) only; left padding; a continuation of a
-non-empty cache is decoded, not pruned (its new image tokens are kept); without
-a cache every forward is a prefill (as in the original FastV).
+Limits: ``DynamicCache`` (or no cache) only; left padding; image tokens are
+found in ``input_ids`` (a call with ``inputs_embeds`` only runs unpruned); a
+continuation of a non-empty cache is decoded, not pruned (its new image tokens
+are kept); without a cache every forward is a prefill that scores again from
+its own last token (as the original FastV does). Prefill logits cover the kept
+tokens only (``[B, L', V]``); the last position is always the prompt's last
+token, and it is never pruned.
 """
 
 from __future__ import annotations
@@ -182,7 +186,8 @@ class InLLMPruner:
         self.K = method.layer
         self.state = _CallState()
         self.kept = weakref.WeakKeyDictionary()  # cache -> _Kept
-        self.last_keep_mask = None  # bool [B, L] of the last pruning prefill
+        # of the last pruning prefill: scores [B, L] (NaN off images), kept tokens bool [B, L]
+        self.last_scores = self.last_keep_mask = None
 
     # -- installation ---------------------------------------------------------
     def install(self, handle: PatchHandle) -> None:
@@ -220,7 +225,7 @@ class InLLMPruner:
     def release(self) -> None:
         self.state = _CallState()
         self.kept = weakref.WeakKeyDictionary()
-        self.last_keep_mask = None
+        self.last_scores = self.last_keep_mask = None
 
     # -- hooks ----------------------------------------------------------------
     def _mm_pre(self, module, args, kwargs):
@@ -241,9 +246,7 @@ class InLLMPruner:
         self.state.attn2d = mask if self.state.mask_is_2d else None
 
     def _lm_post(self, module, args, output):
-        image_mask = self.state.image_mask
-        self.state.reset_text()
-        self.state.image_mask = image_mask
+        self.state.reset_text()  # keeps image_mask: the multimodal forward may not be over
 
     def _attn_pre(self, module, args, kwargs):
         st = self.state
@@ -256,6 +259,7 @@ class InLLMPruner:
             _check_cache(cache)
             if cache.get_seq_length(self.K - 1) > 0:
                 return  # continuing a cache: decode, nothing to prune
+            self.kept.pop(cache, None)  # a reused, emptied cache: forget the old prefill
         if not st.image_mask[:, :-1].any():
             return  # no image token (the last position is never pruned)
         if not st.mask_is_2d:
@@ -315,7 +319,7 @@ class InLLMPruner:
         scores = self.method.score(q_last, k, image_mask, scale=float(attn.scaling),
                                    key_padding_mask=pad)
         keep_mask = ~image_mask | self.method.select(scores, image_mask)
-        self.last_keep_mask = keep_mask
+        self.last_scores, self.last_keep_mask = scores, keep_mask
 
         # Kept positions right-aligned: a stable sort puts dropped ones first, in order.
         L_new = int(keep_mask.sum(dim=1).max())
