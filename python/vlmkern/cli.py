@@ -1,0 +1,97 @@
+"""Command line: ``vlmkern info | demo | bench`` (also ``python -m vlmkern``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+
+def _info(args) -> int:
+    import platform
+
+    import torch
+    import transformers
+
+    import vlmkern
+    from vlmkern import _C
+
+    isa = _C.cpu_isa()
+    am_path = {
+        "scalar": "scalar C++",
+        "avx2": "AVX2+FMA (fp32 accumulate; bf16/fp16 converted on load)",
+        "avx512": "AVX-512 FMA",
+        "avx512_bf16": "AVX-512, VDPBF16PS for bf16",
+        "amx": "AVX-512, VDPBF16PS for bf16",
+    }[isa]
+    rows = [
+        ("vlmkern", vlmkern.__version__),
+        ("torch", f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}); extension built against {_C.torch_version}"),
+        ("transformers", transformers.__version__),
+        ("python", platform.python_version()),
+        ("cpu", platform.processor() or platform.machine()),
+        ("cpu features", _C.cpu_features() or "(none of interest)"),
+        ("cpu kernel ISA", f"{isa} (best supported: {_C.cpu_isa_supported()}; cap with VLMKERN_CPU_ISA)"),
+        ("threads", str(torch.get_num_threads())),
+        ("op attention_mass [cpu]", am_path),
+        ("op topk_indices [cpu]", "scalar C++ (nth_element select + ordered scan)"),
+        ("CUDA kernels", f"built for {_C.cuda_archs}" if _C.with_cuda else "not built"),
+        ("CUDA device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"),
+        ("patch families", ", ".join(vlmkern.SUPPORTED_FAMILIES)),
+    ]
+    w = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    return 0
+
+
+def _bench(args) -> int:
+    bench_dir = args.bench_dir or os.path.join(os.getcwd(), "bench")
+    if not os.path.isdir(bench_dir):
+        print(f"vlmkern bench: no benchmark suite at {bench_dir}; run from a source checkout "
+              "or pass --bench-dir", file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)) or ".", exist_ok=True)
+    cmd = [sys.executable, "-m", "pytest", bench_dir, "-q", "-p", "no:cacheprovider",
+           f"--benchmark-json={args.json}", "--benchmark-columns=median,iqr,rounds"]
+    if args.k:
+        cmd += ["-k", args.k]
+    rc = subprocess.call(cmd)
+    if os.path.exists(args.json):
+        from vlmkern.bench_report import report
+
+        report(args.json, compare=args.compare, png=args.png)
+    return rc
+
+
+def _demo(args) -> int:
+    from vlmkern import demo
+
+    return demo.main(args)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="vlmkern", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("info", help="versions, CPU features, kernel paths, CUDA build")
+    d = sub.add_parser("demo", help="unpatched vs FastV on a real architecture and a real photo")
+    d.add_argument("--model", help="a local checkpoint path (or cached hub id) instead of random weights")
+    d.add_argument("--layers", type=int, default=8, help="decoder layers of the random model (default 8)")
+    d.add_argument("--side", type=int, default=896, help="image side in pixels (896 -> 1024 visual tokens)")
+    d.add_argument("--layer", type=int, default=3, help="FastV layer K (default 3)")
+    d.add_argument("--keep-ratio", type=float, default=0.25, help="fraction of visual tokens kept (default 0.25)")
+    d.add_argument("--max-new-tokens", type=int, default=16)
+    d.add_argument("--threads", type=int, default=None)
+    b = sub.add_parser("bench", help="run the benchmark suite, write JSON and a PNG of the ratios")
+    b.add_argument("--json", default="bench-results/latest.json")
+    b.add_argument("--png", default=None, help="chart path (default: next to the JSON)")
+    b.add_argument("--compare", default=None, help="an earlier JSON to compare against")
+    b.add_argument("-k", default=None, help="pytest -k expression to select cases")
+    b.add_argument("--bench-dir", default=None)
+    args = p.parse_args(argv)
+    return {"info": _info, "demo": _demo, "bench": _bench}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
