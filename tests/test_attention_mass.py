@@ -20,6 +20,9 @@ SHAPES = [
     (2, 32, 32, 1, 640, 128),  # LLaVA-1.5 MHA
     (2, 12, 2, 3, 4109, 64),
     (1, 4, 1, 16, 300, 13),  # odd head dim: vector tail
+    (1, 5, 1, 1, 100, 64),  # GQA group of 5 rows
+    (2, 12, 2, 1, 333, 96),  # GQA group of 6 rows
+    (1, 8, 1, 1, 41, 24),  # GQA group of 8 rows, head dim tail
 ]
 
 

@@ -103,13 +103,84 @@ void scores_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
   }
 }
 
+// In-register transpose of an 8x8 fp32 tile held in r[0..7].
+inline void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20); r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20); r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20); r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20); r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// GQA groups of R = 5..8 query rows: every key row is loaded once and multiplied
+// by exactly R rows (no padding row), the R dot products of a key reduced to one
+// vector, and blocks of 8 keys transposed in registers so S is written with one
+// vector store per row per 8 keys instead of 8 scalar stores per key.
+template <DType dt, int R>
+void scores_rows(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
+                 int n, int D, float scale2, float* S, int ldS) {
+  constexpr int64_t es = dt == DType::kF32 ? 4 : 2;
+  const int D8 = D & ~7;
+  const __m256 vs = _mm256_set1_ps(scale2);
+  alignas(32) float T[8][8];
+  for (int r0 = 0; r0 < rows; r0 += R) {
+    const int nr = rows - r0 < R ? rows - r0 : R;
+    const float* q[R];
+    for (int r = 0; r < R; ++r) q[r] = reinterpret_cast<const float*>(qbuf + (r0 + r) * q_pitch);
+    for (int j0 = 0; j0 < n; j0 += 8) {
+      for (int kk = 0; kk < 8; ++kk) {
+        const int j = j0 + kk < n ? j0 + kk : n - 1;  // tail keys: recompute, dropped
+        const uint8_t* kp = static_cast<const uint8_t*>(k) + int64_t(j) * k_sl * es;
+        __m256 acc[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
+        for (int d = 0; d < D8; d += 8) {
+          const __m256 kv = load8<dt>(kp + d * es);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + d), kv, acc[r]);
+        }
+        _mm256_store_ps(T[kk], reduce8(acc));
+        for (int d = D8; d < D; ++d) {
+          const float kd = load1(dt, kp + d * es);
+          for (int r = 0; r < R; ++r) T[kk][r] += q[r][d] * kd;
+        }
+      }
+      __m256 t[8];
+#pragma GCC unroll 8
+      for (int kk = 0; kk < 8; ++kk) t[kk] = _mm256_load_ps(T[kk]);
+      transpose8(t);
+      const int nk = n - j0 < 8 ? n - j0 : 8;
+      for (int r = 0; r < nr; ++r) {
+        const __m256 v = _mm256_mul_ps(t[r], vs);
+        if (nk == 8) {
+          _mm256_storeu_ps(S + (r0 + r) * ldS + j0, v);
+        } else {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, v);
+          for (int kk = 0; kk < nk; ++kk) S[(r0 + r) * ldS + j0 + kk] = tmp[kk];
+        }
+      }
+    }
+  }
+}
+
 template <DType dt>
 void scores_dt(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl, int n,
                int D, float scale2, float* S, int ldS) {
   if (rows == 1) scores_tiles<dt, 1>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
   else if (rows == 2) scores_tiles<dt, 2>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
   else if (rows <= 4) scores_tiles<dt, 4>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
-  else scores_tiles<dt, 8>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else if (rows == 5) scores_rows<dt, 5>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else if (rows == 6) scores_rows<dt, 6>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else if (rows == 7) scores_rows<dt, 7>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
+  else scores_rows<dt, 8>(qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
 }
 
 void scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
