@@ -136,8 +136,10 @@ void prep_q_row_bf16(DType dt, const void* q_row, int D, void* dst) {
   std::memcpy(dst, q_row, size_t(D) * 2);  // padding stays zero (buffer cleared)
 }
 
+#define VLMKERN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
 template <int RB>
-void scores_bf16_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
+VLMKERN_TARGET_BF16 void scores_bf16_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,
                        int n, int D, float scale2, float* S, int ldS) {
   constexpr int KB = 16 / RB;
   const __m512 vs = _mm512_set1_ps(scale2);
@@ -168,10 +170,11 @@ void scores_bf16_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const voi
 template <int RB>
 struct ScoresBf16 {
   template <typename... A>
-  static void run(A... args) { scores_bf16_tiles<RB>(args...); }
+  VLMKERN_TARGET_BF16 static void run(A... args) { scores_bf16_tiles<RB>(args...); }
 };
 
-void scores_bf16(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
+// Called only through kAvx512Bf16Ops, i.e. after CPUID reported AVX512-BF16.
+VLMKERN_TARGET_BF16 void scores_bf16(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
                  int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
   if (dt != DType::kBF16) return scores_f32(dt, qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);
   by_rows<ScoresBf16>(rows, qbuf, q_pitch, rows, k, k_sl, n, D, scale2, S, ldS);

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vlmkern.ops import gather_kept
+
 try:
     from transformers.cache_utils import DynamicCache
     from transformers.masking_utils import create_causal_mask
@@ -327,12 +329,12 @@ class InLLMPruner:
         valid = keep_mask.gather(1, order)  # false at the alignment slots
         new_pad = valid if pad is None else valid & pad.gather(1, order)
 
-        hs = _gather_seq(hs, order)
+        hs = gather_kept(hs, order)
         cos, sin = kwargs["position_embeddings"]
-        overrides = {"position_embeddings": (_gather_seq(cos, order), _gather_seq(sin, order))}
+        overrides = {"position_embeddings": (gather_kept(cos, order), gather_kept(sin, order))}
         pos = kwargs.get("position_ids")
         if pos is not None:
-            overrides["position_ids"] = _gather_seq(pos, order)
+            overrides["position_ids"] = gather_kept(pos, order)
         overrides["attention_mask"] = create_causal_mask(
             config=self.lm.config, inputs_embeds=hs, attention_mask=new_pad,
             past_key_values=cache, position_ids=None, layer_idx=K)
@@ -376,15 +378,6 @@ class InLLMPruner:
         q, _ = self.rotary(q, q, cos[:, -1:], sin[:, -1:])
         _, k = self.rotary(k, k, cos, sin)
         return q, k
-
-
-def _gather_seq(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Rows ``order[b]`` of sample ``b`` along dim 1: ``x`` is ``[B or 1, L, ...]``
-    (hidden states, rotary cos/sin, the 2-D position ids the layers receive),
-    ``order`` is ``[B, L']``; returns ``[B, L', ...]``."""
-    x = x.expand(order.shape[0], *x.shape[1:])
-    idx = order.view(*order.shape, *([1] * (x.dim() - 2))).expand(*order.shape, *x.shape[2:])
-    return torch.gather(x, 1, idx)
 
 
 def _check_cache(cache) -> None:
