@@ -131,6 +131,7 @@ def test_thread_count_does_not_change_result():
     [
         (dict(q=torch.randn(2, 4, 1), k=torch.randn(2, 4, 5, 8)), "q: expected a 4-d"),
         (dict(q=torch.randn(2, 6, 1, 8), k=torch.randn(2, 4, 5, 8)), "must divide"),
+        (dict(q=torch.randn(2, 0, 1, 8), k=torch.randn(2, 4, 5, 8)), "at least one query head"),
         (dict(q=torch.randn(2, 4, 1, 8), k=torch.randn(2, 4, 5, 8).half()), "k: expected the dtype"),
         (dict(q=torch.randn(2, 4, 6, 8), k=torch.randn(2, 4, 5, 8)), "Lq <= Lk"),
         (dict(q=torch.randn(2, 4, 1, 8), k=torch.randn(2, 4, 5, 8), key_end=6), "key_end"),

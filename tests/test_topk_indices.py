@@ -29,6 +29,18 @@ def test_ties_nan_inf_and_signed_zero():
         assert torch.equal(ops.topk_indices(s, k), ref.topk_indices(s, k))
 
 
+def test_subnormal_scores_rank_above_zero_even_with_flush_denormal():
+    tiny = torch.tensor([[0.0, 1e-40, -1e-40, -0.0]])  # float32 subnormals
+    assert ops.topk_indices(tiny, 1).tolist() == [[1]]
+    assert ops.topk_indices(tiny, 3).tolist() == [[0, 1, 3]]
+    if torch.set_flush_denormal(True):
+        try:
+            assert ops.topk_indices(tiny, 1).tolist() == [[1]]
+            assert ops.topk_indices(tiny, 3).tolist() == [[0, 1, 3]]
+        finally:
+            torch.set_flush_denormal(False)
+
+
 def test_all_equal_scores_keep_lowest_indices():
     s = torch.zeros(2, 1000, dtype=torch.bfloat16)
     assert ops.topk_indices(s, 10).tolist() == [list(range(10))] * 2

@@ -46,6 +46,7 @@ CpuFeatures detect() {
   const bool fma = (c >> 12) & 1;
   const bool f16c = (c >> 29) & 1;
   if (!osxsave) return f;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;  // no structured extended features
   const unsigned long long xcr0 = xgetbv0();
   const bool os_avx = (xcr0 & 0x6) == 0x6;
   f.os_avx512 = (xcr0 & 0xe6) == 0xe6;

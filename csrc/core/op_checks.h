@@ -5,6 +5,11 @@
 
 namespace vlmkern {
 
+// The kernels need only the last dimension contiguous; anything else is copied once.
+inline at::Tensor last_dim_contiguous(const at::Tensor& t) {
+  return t.stride(-1) == 1 ? t : t.contiguous();
+}
+
 struct AttentionMassShape {
   int64_t B, Hq, Hkv, Lq, Lk, D;
 };
@@ -22,6 +27,7 @@ inline AttentionMassShape check_attention_mass_args(
   AttentionMassShape s{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3)};
   TORCH_CHECK(k.size(0) == s.B && k.size(3) == s.D, "k: expected shape [", s.B, ", Hkv, Lk, ",
               s.D, "] to match q ", describe(q), ", got ", describe(k));
+  TORCH_CHECK(s.Hq > 0, "q: expected at least one query head, got ", describe(q));
   TORCH_CHECK(s.Hkv > 0 && s.Hq % s.Hkv == 0, "k: the number of KV heads (", s.Hkv,
               ") must divide the number of query heads (", s.Hq, ")");
   TORCH_CHECK(s.Lq >= 1 && s.Lq <= s.Lk, "q: expected 1 <= Lq <= Lk (queries are the last Lq of ",

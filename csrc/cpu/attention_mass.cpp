@@ -21,11 +21,6 @@ cpu::DType to_dtype(at::ScalarType t) {
   }
 }
 
-// Last dim contiguous is all the kernel needs; anything else is copied once.
-at::Tensor last_dim_contiguous(const at::Tensor& t) {
-  return t.stride(-1) == 1 ? t : t.contiguous();
-}
-
 }  // namespace
 
 at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, int64_t key_start,

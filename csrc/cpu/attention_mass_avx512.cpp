@@ -1,5 +1,8 @@
-// AVX-512 pieces of the CPU attention_mass kernel (this file alone is built with
-// AVX-512/AMX target flags; it is only called after CPUID said yes).
+// AVX-512 pieces of the CPU attention_mass kernel (this file is built with the
+// AVX-512 F/BW/VL/DQ flags, its VDPBF16PS functions with an avx512bf16 target
+// attribute; each table is used only after CPUID reported what it needs).
+// Not exercised by this project's CI, whose CPUs stop at AVX2; an emulated run
+// (SIMDe) of every tail/tile case matched an fp64 reference.
 //
 // Scores: tiles of 16 dot products (8 query rows x 2 keys for GQA groups, down
 // to 1 row x 16 keys when a KV head has a single query row, as in MHA decoding) accumulate 16-lane partial

@@ -330,10 +330,6 @@ void launch(const Params& p, int64_t B, cudaStream_t stream) {
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-at::Tensor last_dim_contiguous(const at::Tensor& t) {
-  return t.stride(-1) == 1 ? t : t.contiguous();
-}
-
 // Keys per chunk: at least 256 (four score tiles), and at most ~64 chunks so
 // the partial stats stay small for long sequences.
 int64_t chunk_size(int64_t Lk) {

@@ -11,30 +11,21 @@
 
 namespace vlmkern::math {
 
-VLMKERN_INLINE uint32_t sortable_score_bits(float s) {
-  if (s != s) return 0u;        // NaN ranks last
-  if (s == 0.0f) s = 0.0f;      // fold -0.0 into +0.0
-  const uint32_t u = float_to_bits(s);
-  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
-VLMKERN_INLINE uint64_t topk_key(float score, uint32_t index) {
-  return (uint64_t(sortable_score_bits(score)) << 32) | uint64_t(~index);
-}
-
-// The same map as sortable_score_bits, computed on the raw float32 bits with
-// integer operations only. Kernels built with flush-to-zero (nvcc
-// --use_fast_math) would see a subnormal compare equal to 0.0f and fold it into
-// +0; on the bits, every backend ranks subnormals exactly as the CPU does.
+// The ranking computed on the raw float32 bits with integer operations only:
+// float compares would fold a subnormal into +0 under flush-to-zero (nvcc
+// --use_fast_math, torch.set_flush_denormal), and the backends would disagree.
 VLMKERN_INLINE uint32_t sortable_float_bits(uint32_t u) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0u;  // NaN ranks last
   if (u == 0x80000000u) u = 0u;                    // fold -0.0 into +0.0
   return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-// topk_key(bits_to_float(score_bits), index), bit for bit.
 VLMKERN_INLINE uint64_t topk_key_from_bits(uint32_t score_bits, uint32_t index) {
   return (uint64_t(sortable_float_bits(score_bits)) << 32) | uint64_t(~index);
+}
+
+VLMKERN_INLINE uint64_t topk_key(float score, uint32_t index) {
+  return topk_key_from_bits(float_to_bits(score), index);
 }
 
 VLMKERN_INLINE uint32_t topk_key_index(uint64_t key) { return ~uint32_t(key & 0xffffffffu); }
