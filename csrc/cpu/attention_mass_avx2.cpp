@@ -135,37 +135,21 @@ void scores_rows(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, 
     const float* q[R];
     for (int r = 0; r < R; ++r) q[r] = reinterpret_cast<const float*>(qbuf + (r0 + r) * q_pitch);
     for (int j0 = 0; j0 < n; j0 += 8) {
-      // Two keys at a time when 2 * R accumulators + 2 key vectors fit the 16
-      // ymm registers (R <= 7): twice the independent FMA chains in flight.
-      constexpr int KP = R <= 7 ? 2 : 1;
-      for (int kk = 0; kk < 8; kk += KP) {
-        const uint8_t* kp[KP];
-        for (int p = 0; p < KP; ++p) {
-          const int j = j0 + kk + p < n ? j0 + kk + p : n - 1;  // tail keys: recomputed, dropped
-          kp[p] = static_cast<const uint8_t*>(k) + int64_t(j) * k_sl * es;
-        }
-        __m256 acc[KP][8];
+      for (int kk = 0; kk < 8; ++kk) {
+        const int j = j0 + kk < n ? j0 + kk : n - 1;  // tail keys: recompute, dropped
+        const uint8_t* kp = static_cast<const uint8_t*>(k) + int64_t(j) * k_sl * es;
+        __m256 acc[8];
 #pragma GCC unroll 8
-        for (int p = 0; p < KP; ++p)
-#pragma GCC unroll 8
-          for (int v = 0; v < 8; ++v) acc[p][v] = _mm256_setzero_ps();
+        for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
         for (int d = 0; d < D8; d += 8) {
-          __m256 kv[KP];
-#pragma GCC unroll 2
-          for (int p = 0; p < KP; ++p) kv[p] = load8<dt>(kp[p] + d * es);
+          const __m256 kv = load8<dt>(kp + d * es);
 #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) {
-            const __m256 qv = _mm256_loadu_ps(q[r] + d);
-#pragma GCC unroll 2
-            for (int p = 0; p < KP; ++p) acc[p][r] = _mm256_fmadd_ps(qv, kv[p], acc[p][r]);
-          }
+          for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + d), kv, acc[r]);
         }
-        for (int p = 0; p < KP; ++p) {
-          _mm256_store_ps(T[kk + p], reduce8(acc[p]));
-          for (int d = D8; d < D; ++d) {
-            const float kd = load1(dt, kp[p] + d * es);
-            for (int r = 0; r < R; ++r) T[kk + p][r] += q[r][d] * kd;
-          }
+        _mm256_store_ps(T[kk], reduce8(acc));
+        for (int d = D8; d < D; ++d) {
+          const float kd = load1(dt, kp + d * es);
+          for (int r = 0; r < R; ++r) T[kk][r] += q[r][d] * kd;
         }
       }
       __m256 t[8];
