@@ -88,13 +88,6 @@ def test_bad_arguments():
         ops.topk_indices(s.int(), 3)
 
 
-def test_gather_kept():
-    x = torch.randn(2, 30, 8)
-    idx = ops.topk_indices(torch.randn(2, 20), 5)
-    out = ops.gather_kept(x, idx, offset=torch.tensor([3, 7]))
-    assert torch.equal(out[0], x[0, idx[0] + 3]) and torch.equal(out[1], x[1, idx[1] + 7])
-
-
 def test_opcheck_and_compile():
     s = torch.randn(3, 40)
     keep = torch.tensor([4, 9, 1])
