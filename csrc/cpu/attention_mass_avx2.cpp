@@ -138,14 +138,29 @@ void scores_rows(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, 
       for (int kk = 0; kk < 8; ++kk) {
         const int j = j0 + kk < n ? j0 + kk : n - 1;  // tail keys: recompute, dropped
         const uint8_t* kp = static_cast<const uint8_t*>(k) + int64_t(j) * k_sl * es;
-        __m256 acc[8];
+        // Two accumulators per row (even / odd 8-wide steps of head_dim) halve
+        // the FMA dependency chains: 7 chains of 16 FMAs (latency 4) were
+        // latency- rather than throughput-bound.
+        __m256 acc[8], acc2[8];
 #pragma GCC unroll 8
-        for (int v = 0; v < 8; ++v) acc[v] = _mm256_setzero_ps();
-        for (int d = 0; d < D8; d += 8) {
+        for (int v = 0; v < 8; ++v) acc[v] = acc2[v] = _mm256_setzero_ps();
+        int d = 0;
+        for (; d + 16 <= D8; d += 16) {
+          const __m256 kv = load8<dt>(kp + d * es);
+          const __m256 kv2 = load8<dt>(kp + (d + 8) * es);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) {
+            acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + d), kv, acc[r]);
+            acc2[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + d + 8), kv2, acc2[r]);
+          }
+        }
+        for (; d < D8; d += 8) {
           const __m256 kv = load8<dt>(kp + d * es);
 #pragma GCC unroll 8
           for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q[r] + d), kv, acc[r]);
         }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_add_ps(acc[r], acc2[r]);
         _mm256_store_ps(T[kk], reduce8(acc));
         for (int d = D8; d < D; ++d) {
           const float kd = load1(dt, kp + d * es);
