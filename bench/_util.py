@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -101,6 +100,3 @@ def ceilings() -> dict:
         del x, y
     return _CEILINGS
 
-
-def dump(obj) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True)

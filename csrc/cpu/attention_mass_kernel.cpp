@@ -117,8 +117,6 @@ void fill_bias(const AttentionMassArgs& a, TaskScratch& sc, int64_t b, int64_t c
 
 }  // namespace
 
-const AttentionMassIsaOps& attention_mass_ops_scalar() { return kScalarOps; }
-
 int64_t attention_mass_q_pitch(DType dt, CpuIsa isa, int64_t D) {
   return pick_ops(isa).q_pitch(dt, int(D));
 }

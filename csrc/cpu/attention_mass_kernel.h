@@ -75,7 +75,6 @@ struct AttentionMassIsaOps {
   void (*accumulate)(const float* s, int n, float m, float coef, float* acc);
 };
 
-const AttentionMassIsaOps& attention_mass_ops_scalar();
 // Tables of the vector translation units; nullptr when `isa` is below theirs.
 const AttentionMassIsaOps* attention_mass_ops_avx512(CpuIsa isa);
 const AttentionMassIsaOps* attention_mass_ops_avx2(CpuIsa isa);

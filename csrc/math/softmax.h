@@ -21,13 +21,6 @@ constexpr float kExp2Poly[8] = {1.525273380405984e-05f, 1.5403530393381608e-04f,
                                 5.550410866482158e-02f,  2.402265069591007e-01f,
                                 6.931471805599453e-01f,  1.0f};
 
-VLMKERN_INLINE float neg_inf() { return -INFINITY; }
-
-// Rescale factor exp2(m_old - m_new) that is 0, not NaN, when m_old = -inf.
-VLMKERN_INLINE float rescale(float m_old, float m_new) {
-  return m_old == -INFINITY ? 0.0f : exp2f(m_old - m_new);
-}
-
 // Merge partial (m2, l2) into (m, l).
 VLMKERN_INLINE void softmax_merge(float& m, float& l, float m2, float l2) {
   if (m2 == -INFINITY) return;

@@ -28,6 +28,4 @@ VLMKERN_INLINE uint64_t topk_key(float score, uint32_t index) {
   return topk_key_from_bits(float_to_bits(score), index);
 }
 
-VLMKERN_INLINE uint32_t topk_key_index(uint64_t key) { return ~uint32_t(key & 0xffffffffu); }
-
 }  // namespace vlmkern::math
