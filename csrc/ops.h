@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <optional>
+#include <tuple>
 
 namespace vlmkern {
 
@@ -15,6 +16,20 @@ at::Tensor attention_mass_cpu(const at::Tensor& q, const at::Tensor& k, int64_t 
 
 // [B, k_max] int64, kept indices ascending, -1 padded; see ops/topk_indices.py.
 at::Tensor topk_indices_cpu(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
+
+// W4A8 (format: csrc/math/w4a8.h; docs: python/vlmkern/ops/w4a8.py).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const at::Tensor& x,
+                                                                           int64_t group_size);
+at::Tensor w4a8_pack_cpu(const at::Tensor& weight, const at::Tensor& scales, int64_t group_size);
+at::Tensor w4a8_gemm_cpu(const at::Tensor& codes, const at::Tensor& x_scales,
+                         const at::Tensor& x_rowsums, const at::Tensor& packed,
+                         const at::Tensor& w_scales, int64_t group_size,
+                         const std::optional<at::Tensor>& bias,
+                         std::optional<at::ScalarType> out_dtype);
+at::Tensor w4a8_linear_cpu(const at::Tensor& x, const at::Tensor& packed,
+                           const at::Tensor& w_scales, int64_t group_size,
+                           const std::optional<at::Tensor>& bias);
+const char* w4a8_cpu_path();
 
 #ifdef VLMKERN_WITH_CUDA
 at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t key_start,

@@ -20,6 +20,14 @@ TORCH_LIBRARY(vlmkern, m) {
       "attention_mass(Tensor q, Tensor k, int key_start, int key_end, bool causal, float scale, "
       "Tensor? key_padding_mask=None, Tensor? query_weights=None) -> Tensor");
   m.def("topk_indices(Tensor scores, Tensor keep, SymInt k_max) -> Tensor");
+  m.def("quantize_per_token_int8(Tensor x, int group_size) -> (Tensor, Tensor, Tensor)");
+  m.def("w4a8_pack(Tensor weight, Tensor scales, int group_size) -> Tensor");
+  m.def(
+      "w4a8_gemm(Tensor codes, Tensor x_scales, Tensor x_rowsums, Tensor packed, Tensor w_scales, "
+      "int group_size, Tensor? bias=None, ScalarType? out_dtype=None) -> Tensor");
+  m.def(
+      "w4a8_linear(Tensor x, Tensor packed, Tensor w_scales, int group_size, Tensor? bias=None) "
+      "-> Tensor");
 }
 
 namespace py = pybind11;
@@ -42,6 +50,8 @@ PYBIND11_MODULE(_C, m) {
                               "avx512_bf16, amx; got '" + name + "'");
       },
       "cap the CPU instruction set (for tests and benchmarks)");
+  m.def("w4a8_cpu_path", [] { return std::string(vlmkern::w4a8_cpu_path()); },
+        "which W4A8 CPU kernel runs now (scalar, avx2, avx512_vnni)");
   m.attr("cuda_archs") = std::string(VLMKERN_CUDA_ARCHS_STR);
 #ifdef VLMKERN_WITH_CUDA
   m.attr("with_cuda") = true;

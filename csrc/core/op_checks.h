@@ -71,4 +71,82 @@ inline void check_topk_args(const at::Tensor& scores, const at::Tensor& keep, in
               scores.size(1), ", got ", k_max);
 }
 
+
+// ---- W4A8 -------------------------------------------------------------------------
+
+inline void check_w4a8_group(int64_t K, int64_t group_size, const char* k_name) {
+  TORCH_CHECK(group_size >= 8 && group_size % 8 == 0, "group_size: expected a positive ",
+              "multiple of 8 (32, 64, 128 or K), got ", group_size);
+  TORCH_CHECK(K > 0 && K % group_size == 0, k_name, ": K=", K,
+              " is not divisible by group_size=", group_size,
+              " (W4A8Linear pads such layers; the ops need K % group_size == 0)");
+}
+
+// weight: logical nibbles [N, K/2] uint8; scales [N, K/G] float.
+inline void check_w4a8_weight(const at::Tensor& weight, const at::Tensor& scales,
+                              int64_t group_size) {
+  VLMKERN_CHECK_DIM(weight, "weight", 2, "[N, K/2]");
+  TORCH_CHECK(weight.scalar_type() == at::kByte,
+              "weight: expected uint8 nibbles (q + 8, low nibble = even k), got ", describe(weight));
+  const int64_t N = weight.size(0), K = weight.size(1) * 2;
+  TORCH_CHECK(N > 0, "weight: expected at least one output channel, got ", describe(weight));
+  check_w4a8_group(K, group_size, "weight");
+  VLMKERN_CHECK_DIM(scales, "scales", 2, "[N, K/group_size]");
+  VLMKERN_CHECK_FLOATING(scales, "scales");
+  TORCH_CHECK(scales.size(0) == N && scales.size(1) == K / group_size,
+              "scales: expected shape [N, K/group_size] = [", N, ", ", K / group_size, "], got ",
+              describe(scales));
+  VLMKERN_CHECK_SAME_DEVICE(scales, "scales", weight, "weight");
+}
+
+struct W4A8GemmShape {
+  int64_t M, N, K, n_groups;
+};
+
+// codes [M, K] int8, x_scales [M] fp32, x_rowsums [M, K/G] int32, w_scales [N, K/G] fp32,
+// bias [N] or none. `packed` is checked by each backend (its layout is theirs).
+inline W4A8GemmShape check_w4a8_gemm_args(const at::Tensor& codes, const at::Tensor& x_scales,
+                                          const at::Tensor& x_rowsums, const at::Tensor& packed,
+                                          const at::Tensor& w_scales, int64_t group_size,
+                                          const std::optional<at::Tensor>& bias) {
+  VLMKERN_CHECK_DIM(codes, "codes", 2, "[M, K]");
+  TORCH_CHECK(codes.scalar_type() == at::kChar, "codes: expected int8, got ", describe(codes));
+  const int64_t M = codes.size(0), K = codes.size(1);
+  check_w4a8_group(K, group_size, "codes");
+  const int64_t G = K / group_size;
+  TORCH_CHECK(x_scales.dim() == 1 && x_scales.size(0) == M && x_scales.scalar_type() == at::kFloat,
+              "x_scales: expected float32 [M] = [", M, "], got ", describe(x_scales));
+  TORCH_CHECK(x_rowsums.dim() == 2 && x_rowsums.size(0) == M && x_rowsums.size(1) == G &&
+                  x_rowsums.scalar_type() == at::kInt,
+              "x_rowsums: expected int32 [M, K/group_size] = [", M, ", ", G, "], got ",
+              describe(x_rowsums));
+  VLMKERN_CHECK_DIM(w_scales, "w_scales", 2, "[N, K/group_size]");
+  TORCH_CHECK(w_scales.scalar_type() == at::kFloat, "w_scales: expected float32, got ",
+              describe(w_scales));
+  TORCH_CHECK(w_scales.size(1) == G, "w_scales: expected K/group_size = ", G,
+              " columns, got ", describe(w_scales));
+  const int64_t N = w_scales.size(0);
+  TORCH_CHECK(N > 0, "w_scales: expected at least one output channel, got ", describe(w_scales));
+  TORCH_CHECK(packed.scalar_type() == at::kByte, "packed: expected uint8 from w4a8_pack, got ",
+              describe(packed));
+  VLMKERN_CHECK_SAME_DEVICE(x_scales, "x_scales", codes, "codes");
+  VLMKERN_CHECK_SAME_DEVICE(x_rowsums, "x_rowsums", codes, "codes");
+  VLMKERN_CHECK_SAME_DEVICE(packed, "packed", codes, "codes");
+  VLMKERN_CHECK_SAME_DEVICE(w_scales, "w_scales", codes, "codes");
+  if (bias) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == N, "bias: expected shape [N] = [", N,
+                "], got ", describe(*bias));
+    VLMKERN_CHECK_FLOATING(*bias, "bias");
+    VLMKERN_CHECK_SAME_DEVICE(*bias, "bias", codes, "codes");
+  }
+  return {M, N, K, G};
+}
+
+inline at::ScalarType check_w4a8_out_dtype(std::optional<at::ScalarType> out_dtype) {
+  const at::ScalarType t = out_dtype.value_or(at::kFloat);
+  TORCH_CHECK(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf,
+              "out_dtype: expected float32, bfloat16 or float16, got ", t);
+  return t;
+}
+
 }  // namespace vlmkern

@@ -24,7 +24,8 @@ _ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0.25,
-          **kw) -> PatchHandle:
+          quant: str | None = None, group_size: int | None = 128, quant_targets="language",
+          calibration=None, progress: bool = False, **kw) -> PatchHandle:
     """Patch ``model`` in place with a token-reduction ``method``; returns the handle.
 
     Args:
@@ -35,6 +36,12 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
             pruned, scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``.
         keep_ratio: fraction of each sample's image tokens kept, in ``(0, 1]``:
             ``max(1, round(N * keep_ratio))`` of its ``N``.
+        quant: ``"w4a8"`` also replaces the language model's linear layers by
+            ``vlmkern.nn.W4A8Linear`` (see ``vlmkern.quantize`` for
+            ``group_size``, ``quant_targets``, ``calibration``, ``progress``).
+            ``revert()`` then restores the float layers too, so the handle keeps
+            them alive; for the memory saving, call ``vlmkern.quantize`` yourself
+            (before or after ``apply``) instead.
         **kw: further method options.
 
     Raises:
@@ -73,7 +80,20 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
             f"vlmkern.apply: attn_implementation must be one of {_ATTN_IMPLEMENTATIONS}, got {impl!r}")
     m = get_method(method, layer=layer, keep_ratio=keep_ratio, **kw)
 
-    handle = PatchHandle(model, f"{m!r} on {model_type}")
+    if quant is not None:
+        from vlmkern.quant import QUANT_SCHEMES, quantize
+
+        if quant not in QUANT_SCHEMES:
+            raise ValueError(f"quant must be None or one of {QUANT_SCHEMES}, got {quant!r}")
+    handle = PatchHandle(model, f"{m!r}{' + ' + quant if quant else ''} on {model_type}")
+    if quant is not None:
+        replaced = []
+        quantize(model, quant, group_size=group_size, targets=quant_targets,
+                 calibration=calibration, progress=progress, _replaced=replaced)
+        for name, original in replaced:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            handle.swapped_module(parent, child, original, f"{name}: W4A8Linear")
     InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
     handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)

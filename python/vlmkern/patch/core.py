@@ -66,6 +66,7 @@ class PatchHandle:
         self.pruner = None  # the InLLMPruner, for inspection (last_keep_mask)
         self._hooks = []
         self._attrs = []  # (module, name, had_instance_attr, old_value)
+        self._swapped = []  # (parent module, child name, original child) from quant=
         self._active = True
 
     @property
@@ -82,6 +83,11 @@ class PatchHandle:
         setattr(module, name, value)
         if where:
             self.patched.append(where)
+
+    def swapped_module(self, parent, name: str, original, where: str) -> None:
+        """Record that ``parent.<name>`` was replaced; revert puts ``original`` back."""
+        self._swapped.append((parent, name, original))
+        self.patched.append(where)
 
     def note(self, module: torch.nn.Module, text: str) -> None:
         """Make ``print(model)`` show ``text`` on ``module`` (via ``extra_repr``)."""
@@ -104,8 +110,11 @@ class PatchHandle:
                 setattr(module, name, old)
             else:
                 delattr(module, name)
+        for parent, name, original in reversed(self._swapped):
+            setattr(parent, name, original)
         self._hooks.clear()
         self._attrs.clear()
+        self._swapped.clear()
         if self.pruner is not None:
             self.pruner.release()
         self._active = False

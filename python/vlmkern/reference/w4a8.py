@@ -1,0 +1,111 @@
+"""Eager W4A8 references: round-to-nearest weight quantization, the activation
+quantizer, the exact integer GEMM and the fake-quant (fp32) linear.
+
+Format: ``vlmkern.ops.w4a8``'s docstring and ``design/W4A8.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+OFFSET = 8
+
+
+def quantize_weight(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round-to-nearest symmetric int4 per group of k.
+
+    Args:
+        w: ``[N, K]`` float, ``K % group_size == 0``, K even.
+
+    Returns:
+        ``(nibbles, scales)``: uint8 ``[N, K/2]`` (``q + 8``, low nibble = even
+        k) and float32 ``[N, K/group_size]``. The scale maps the group's absmax
+        to 7.5 steps (``2 * absmax / 15``), so the grid ``[-8, 7] * scale``
+        spends all 16 levels (clipping only the top half step of the positive
+        side); an all-zero group gets scale 1.
+    """
+    N, K = w.shape
+    if K % group_size or K % 2:
+        raise ValueError(f"w: K={K} must be even and divisible by group_size={group_size}")
+    wg = w.detach().float().reshape(N, K // group_size, group_size)
+    amax = wg.abs().amax(dim=-1)
+    if not torch.isfinite(amax).all():
+        raise ValueError("w: contains NaN or inf")
+    scales = torch.where(amax > 0, amax * (2.0 / 15.0), torch.ones_like(amax))
+    q = torch.round(wg / scales.unsqueeze(-1)).clamp(-8, 7).to(torch.int32) + OFFSET
+    q = q.reshape(N, K).to(torch.uint8)
+    nibbles = q[:, 0::2] | (q[:, 1::2] << 4)
+    return nibbles.contiguous(), scales.contiguous()
+
+
+def unpack_nibbles(nibbles: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, K/2]`` -> int32 ``[N, K]`` nibble values 0..15."""
+    lo = (nibbles & 0xF).to(torch.int32)
+    hi = (nibbles >> 4).to(torch.int32)
+    return torch.stack([lo, hi], dim=-1).reshape(nibbles.shape[0], -1)
+
+
+def dequantize_weight(nibbles: torch.Tensor, scales: torch.Tensor, group_size: int) -> torch.Tensor:
+    """float32 ``[N, K]`` = (nibble - 8) * scale."""
+    q = (unpack_nibbles(nibbles) - OFFSET).float()
+    N, K = q.shape
+    return (q.view(N, K // group_size, group_size) * scales.float().unsqueeze(-1)).view(N, K)
+
+
+def quantize_per_token_int8(x: torch.Tensor, group_size: int):
+    """Reference for ``vlmkern.ops.quantize_per_token_int8`` (bit-exact)."""
+    K = x.shape[-1]
+    xf = x.float()
+    amax = xf.abs().amax(dim=-1, keepdim=True) if K else xf.new_zeros((*x.shape[:-1], 1))
+    finite = torch.isfinite(xf).all(dim=-1, keepdim=True)
+    pos = finite & (amax > 0)
+    inv = torch.where(pos, 127.0 / torch.where(pos, amax, torch.ones_like(amax)), torch.zeros_like(amax))
+    codes = torch.round(torch.where(finite, xf, torch.zeros_like(xf)) * inv).clamp(-127, 127)
+    scales = torch.where(pos, amax / 127.0, torch.ones_like(amax))
+    scales = torch.where(finite, scales, torch.full_like(scales, float("nan"))).squeeze(-1)
+    codes = codes.to(torch.int8)
+    rowsums = codes.to(torch.int32).view(*x.shape[:-1], K // group_size, group_size).sum(-1, dtype=torch.int32)
+    return codes, scales, rowsums
+
+
+def w4a8_group_partials(codes: torch.Tensor, rowsums: torch.Tensor, nibbles: torch.Tensor,
+                        group_size: int) -> torch.Tensor:
+    """Exact int64 ``[M, N, K/G]``: sum_{k in g} codes * nib - 8 * rowsum[m, g]."""
+    M, K = codes.shape
+    G = K // group_size
+    nib = unpack_nibbles(nibbles).to(torch.int64).view(-1, G, group_size)  # [N, G, gs]
+    xc = codes.to(torch.int64).view(M, G, group_size)
+    dots = torch.einsum("mgk,ngk->mng", xc, nib)
+    return dots - OFFSET * rowsums.to(torch.int64).view(M, 1, G)
+
+
+def w4a8_gemm(codes, x_scales, x_rowsums, nibbles, w_scales, group_size: int, bias=None,
+              out_dtype=torch.float32) -> torch.Tensor:
+    """Reference for ``vlmkern.ops.w4a8_gemm`` on the *logical* weight.
+
+    Same order as the kernels: per group ``acc = fma(float(int_g), sw, acc)``
+    (emulated in float64: the product of two floats is exact there), then
+    ``acc * sx + bias`` in float32.
+    """
+    part = w4a8_group_partials(codes, x_rowsums, nibbles, group_size)
+    # float(int_g) rounds like the kernels' int32 -> float conversion
+    part_f = part.to(torch.int32).to(torch.float32).double()
+    sw = w_scales.float().double()  # [N, G]
+    acc = torch.zeros(part.shape[:2], dtype=torch.float32)
+    for g in range(part.shape[2]):
+        acc = (part_f[:, :, g] * sw[:, g] + acc.double()).float()
+    out = acc * x_scales.float().view(-1, 1)
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(out_dtype)
+
+
+def w4a8_linear_fake(x, nibbles, w_scales, group_size: int, bias=None) -> torch.Tensor:
+    """Fake-quant reference: the same int4 weights and int8 activation codes,
+    dequantized and multiplied in float32. ``[..., N]`` in ``x.dtype``."""
+    codes, sx, _ = quantize_per_token_int8(x, group_size)
+    xq = codes.float() * sx.unsqueeze(-1)
+    y = xq @ dequantize_weight(nibbles, w_scales, group_size).t()
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
