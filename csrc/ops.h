@@ -37,6 +37,17 @@ at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights);
 at::Tensor topk_indices_cuda(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cuda(const at::Tensor& x,
+                                                                            int64_t group_size);
+at::Tensor w4a8_pack_cuda(const at::Tensor& weight, const at::Tensor& scales, int64_t group_size);
+at::Tensor w4a8_gemm_cuda(const at::Tensor& codes, const at::Tensor& x_scales,
+                          const at::Tensor& x_rowsums, const at::Tensor& packed,
+                          const at::Tensor& w_scales, int64_t group_size,
+                          const std::optional<at::Tensor>& bias,
+                          std::optional<at::ScalarType> out_dtype);
+at::Tensor w4a8_linear_cuda(const at::Tensor& x, const at::Tensor& packed,
+                            const at::Tensor& w_scales, int64_t group_size,
+                            const std::optional<at::Tensor>& bias);
 #endif
 
 }  // namespace vlmkern

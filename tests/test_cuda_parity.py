@@ -198,3 +198,87 @@ def test_topk_empty():
     assert out.shape == (0, 3)
     out = _topk(torch.randn(2, 10).cuda(), torch.zeros(2, dtype=torch.int64, device="cuda"), 0)
     assert out.shape == (2, 0)
+
+
+# ---- W4A8 --------------------------------------------------------------------------------
+
+W4A8_SHAPES = [(1, 16, 128, 128), (1, 4096, 4096, 128), (2, 17, 64, 32), (3, 100, 384, 64),
+               (5, 33, 96, 96), (7, 8, 40, 40), (70, 130, 1024, 128), (300, 64, 256, 32)]
+
+
+def _w4a8_inputs(M, N, K, G, seed=0):
+    from vlmkern.reference import w4a8 as wref
+
+    g = torch.Generator().manual_seed(seed)
+    nib, ws = wref.quantize_weight(torch.randn(N, K, generator=g) * 0.05, G)
+    x = torch.randn(M, K, generator=g) * 3
+    if M > 2:
+        x[1] = 0
+        x[2, 0] = 1e4
+    return nib, ws, x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,N,K,G", W4A8_SHAPES)
+def test_w4a8_quantize_bit_exact(M, N, K, G, dtype):
+    _, _, x = _w4a8_inputs(M, N, K, G)
+    x = x.to(dtype)
+    cpu = torch.ops.vlmkern.quantize_per_token_int8(x, G)
+    gpu = torch.ops.vlmkern.quantize_per_token_int8(x.cuda(), G)
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b.cpu())
+
+
+def test_w4a8_pack_layout():
+    from vlmkern.reference import w4a8 as wref
+
+    N, K = 20, 48
+    nib = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8)
+    p = torch.ops.vlmkern.w4a8_pack(nib.cuda(), torch.ones(N, 1).cuda(), K).cpu()
+    assert p.shape == (N, K // 2)
+    v = wref.unpack_nibbles(nib)
+    for n in range(N):
+        for o in range(K // 8):
+            want = v[n, 8 * o:8 * o + 4] | (v[n, 8 * o + 4:8 * o + 8] << 4)
+            assert torch.equal(p[n, 4 * o:4 * o + 4].to(torch.int32), want)
+
+
+@pytest.mark.parametrize("out_dtype", DTYPES)
+@pytest.mark.parametrize("M,N,K,G", W4A8_SHAPES)
+def test_w4a8_gemm_and_linear_match_cpu(M, N, K, G, out_dtype):
+    nib, ws, x = _w4a8_inputs(M, N, K, G)
+    b = torch.randn(N)
+    c, xs, rs = torch.ops.vlmkern.quantize_per_token_int8(x, G)
+    want = torch.ops.vlmkern.w4a8_gemm(c, xs, rs, torch.ops.vlmkern.w4a8_pack(nib, ws, G), ws, G, b,
+                                       out_dtype)
+    pg = torch.ops.vlmkern.w4a8_pack(nib.cuda(), ws.cuda(), G)
+    got = torch.ops.vlmkern.w4a8_gemm(c.cuda(), xs.cuda(), rs.cuda(), pg, ws.cuda(), G, b.cuda(),
+                                      out_dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if out_dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(got.cpu().float(), want.float(), **tol)
+    lin = torch.ops.vlmkern.w4a8_linear(x.to(out_dtype).cuda(), pg, ws.cuda(), G, b.cuda())
+    lin_cpu = torch.ops.vlmkern.w4a8_linear(x.to(out_dtype), torch.ops.vlmkern.w4a8_pack(nib, ws, G),
+                                            ws, G, b)
+    torch.testing.assert_close(lin.cpu().float(), lin_cpu.float(), **tol)
+
+
+def test_w4a8_errors_on_cuda():
+    nib, ws, x = _w4a8_inputs(2, 16, 64, 32)
+    with pytest.raises(RuntimeError, match="scales: expected finite, strictly positive"):
+        torch.ops.vlmkern.w4a8_pack(nib.cuda(), (ws * 0).cuda(), 32)
+    cpu_packed = torch.ops.vlmkern.w4a8_pack(nib, ws, 32)
+    c, xs, rs = torch.ops.vlmkern.quantize_per_token_int8(x.cuda(), 32)
+    with pytest.raises(RuntimeError, match="packed: expected the CUDA layout"):
+        torch.ops.vlmkern.w4a8_gemm(c, xs, rs, cpu_packed.cuda(), ws.cuda(), 32)
+
+
+def test_w4a8_linear_module_on_cuda():
+    from vlmkern.nn import W4A8Linear
+
+    lin = torch.nn.Linear(256, 96, bias=True)
+    q = W4A8Linear.from_linear(lin, 64)
+    x = torch.randn(3, 5, 256)
+    want = q(x)
+    q.cuda()
+    got = q(x.cuda())
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-5, atol=1e-5)

@@ -161,6 +161,11 @@ const W4A8IsaOps kAvx2Ops = {quantize_row, block};
 
 }  // namespace
 
+void w4a8_quantize_row_avx2(DType dt, const void* x, int64_t K, int64_t G, int8_t* codes,
+                            float* scale, int32_t* rowsums) {
+  quantize_row(dt, x, K, G, codes, scale, rowsums);
+}
+
 const W4A8IsaOps* w4a8_ops_avx2(CpuIsa isa) {
   return static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAvx2) ? &kAvx2Ops : nullptr;
 }

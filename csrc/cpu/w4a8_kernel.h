@@ -55,6 +55,9 @@ struct W4A8IsaOps {
 };
 
 const W4A8IsaOps* w4a8_ops_avx2(CpuIsa isa);
+// The AVX2 activation quantizer (also used by the AVX-512 table).
+void w4a8_quantize_row_avx2(DType dt, const void* x, int64_t K, int64_t G, int8_t* codes,
+                            float* scale, int32_t* rowsums);
 const W4A8IsaOps* w4a8_ops_avx512(CpuIsa isa);  // AVX512-VNNI; nullptr without it
 const W4A8IsaOps& w4a8_pick_ops(CpuIsa isa);
 const char* w4a8_path_name(CpuIsa isa);

@@ -42,20 +42,34 @@ VLMKERN_INLINE uint32_t pack_unit(const uint8_t* w, int64_t k0) {
   return u;
 }
 
+// IEEE round-to-nearest division on both sides (nvcc's --use_fast_math would
+// otherwise make `/` approximate on the device).
+VLMKERN_INLINE float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdiv_rn(a, b);
+#else
+  return a / b;
+#endif
+}
+
 // Per-row activation scale from the row's absmax: absmax / 127, 1 for a zero
 // row, NaN for a row holding NaN or +-inf (so the outputs are NaN, as a float
 // Linear's would be; codes are then all zero).
 VLMKERN_INLINE float act_scale(float absmax, bool finite) {
   if (!finite) return NAN;
-  return absmax > 0.f ? absmax / 127.f : 1.f;
+  return absmax > 0.f ? div_rn(absmax, 127.f) : 1.f;
 }
 VLMKERN_INLINE float act_inv_scale(float absmax, bool finite) {
-  return (finite && absmax > 0.f) ? 127.f / absmax : 0.f;
+  return (finite && absmax > 0.f) ? div_rn(127.f, absmax) : 0.f;
 }
 
 // round-half-to-even(x * inv) clamped to [-127, 127].
 VLMKERN_INLINE int32_t act_code(float x, float inv) {
+#if defined(__CUDA_ARCH__)
+  float r = rintf(__fmul_rn(x, inv));
+#else
   float r = rintf(x * inv);
+#endif
   r = r > 127.f ? 127.f : (r < -127.f ? -127.f : r);
   return int32_t(r);
 }
