@@ -103,7 +103,7 @@ def test_decode_m1(benchmark, shape, ceilings):
     }
     benchmark.extra_info.update(info)
     it = iter(range(10**9))
-    benchmark.pedantic(lambda: ops.w4a8_linear(x, *cw[next(it) % len(cw)]), rounds=len(cw), iterations=1)
+    benchmark.pedantic(lambda: ops.w4a8_linear(x, *cw[next(it) % len(cw)], G), rounds=len(cw), iterations=1)
 
 
 PREFILL = [(512, 4096, 4096), (2048, 4096, 4096), (512, 14336, 4096), (2048, 14336, 4096)]

@@ -15,6 +15,7 @@ namespace vlmkern::cpu {
 namespace {
 
 constexpr int NB = math::kW4A8CpuBlock;
+constexpr int kPrefetchBytes = 4096;  // 64 k-octets ahead (measured: 2048-8192 all help; 4096 best)
 
 template <DType dt>
 inline __attribute__((always_inline)) __m256 load8(const void* base, int64_t i) {
@@ -122,6 +123,7 @@ void block_t(const W4A8GemmArgs& a, int64_t m0, int64_t nb, const float* sw, flo
     for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int64_t o = g * G8; o < (g + 1) * G8; ++o) {
       const uint8_t* u = blk + o * (NB * 4);
+      _mm_prefetch(reinterpret_cast<const char*>(u) + kPrefetchBytes, _MM_HINT_T0);
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + 32 * h));

@@ -141,6 +141,15 @@ bool w4a8_gemm_blocks(const W4A8GemmArgs& a, CpuIsa isa, int64_t nb0, int64_t nb
   for (int64_t mc = 0; mc < a.M; mc += kW4A8MC) {
     const int64_t mc_end = std::min(a.M, mc + kW4A8MC);
     for (int64_t nb = nb0; nb < nb1; ++nb) {
+      // The next block's scales are 16 rows of K/G floats, n_groups * 4 bytes
+      // apart: a strided pattern the hardware prefetcher does not follow, so
+      // ask for them one block ahead (decode is bound by these DRAM reads).
+      if (nb + 1 < nb1)
+        for (int j = 0; j < NB; ++j) {
+          const int64_t n = std::min(a.N - 1, (nb + 1) * NB + j);
+          const char* p = reinterpret_cast<const char*>(a.w_scales + n * n_groups);
+          for (int64_t off = 0; off < n_groups * 4; off += 64) __builtin_prefetch(p + off);
+        }
       for (int64_t g = 0; g < n_groups; ++g)
         for (int j = 0; j < NB; ++j) {
           const int64_t n = nb * NB + j;
