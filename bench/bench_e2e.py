@@ -97,3 +97,71 @@ def test_prefill_fastv_vs_sdpa(benchmark, layers):
         benchmark.pedantic(lambda: _prefill(model, inputs), rounds=1, iterations=1)
     finally:
         patch.revert()
+
+
+def _text_inputs(n: int = 32, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 30000, (1, n), generator=gen)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def _weight_bytes(model) -> int:
+    from vlmkern.nn import W4A8Linear
+
+    total = 0
+    for m in model.modules():
+        if isinstance(m, W4A8Linear):
+            total += m.weight_bytes()
+        elif isinstance(m, torch.nn.Linear):
+            total += m.weight.numel() * m.weight.element_size()
+    return total
+
+
+def test_e2e_w4a8_decode_and_fastv_prefill(benchmark):
+    """One table: decode tokens/s of the Qwen2-VL-2B-shaped decoder (28 layers,
+    hidden 1536, MLP 8960; random weights; a 32000-token vocabulary instead of
+    151936) in bf16, fp32 and W4A8 (int4 g128 weights, int8 activations, fp32
+    around the GEMMs), on a 32-token text prompt, 32 new tokens; then prefill and
+    decode on the 1024-visual-token photo prompt for fp32, W4A8 and W4A8 + FastV
+    (K=3, keep 0.25). bf16 is not run on the photo prompt: without AMX or
+    AVX512-BF16 its prefill here would take minutes (bf16 F.linear runs at
+    ~20 GFLOP/s on this CPU)."""
+    import copy
+
+    new_tokens = 32
+    model = demo.random_qwen2_5_vl(num_layers=28)
+    text = _text_inputs()
+    photo, n_img = demo.qwen_image_inputs(demo.photo(), side=896, text_before=12, text_after=19)
+    kept = max(1, round(n_img * 0.25))
+    rows = {}
+
+    def run(name, m, inputs, n_in, n_out, weights):
+        m.model.rope_deltas = None
+        r = demo._run(m, inputs, new_tokens, n_in, n_out)
+        rows[name] = {"prefill_s": r.prefill_s, "decode_tok_s": r.decode_tok_s,
+                      "peak_rss_MiB": r.peak_bytes / 2**20, "linear_weight_MiB": weights / 2**20,
+                      "visual_tokens": f"{n_in}->{n_out}"}
+
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    run("bf16 text32", bf16, text, 0, 0, _weight_bytes(bf16))
+    del bf16
+    run("fp32 text32", model, text, 0, 0, _weight_bytes(model))
+    run("fp32 photo", model, photo, n_img, n_img, _weight_bytes(model))
+    vlmkern.quantize(model, "w4a8", group_size=128, progress=False)
+    wq = _weight_bytes(model)
+    run("w4a8 text32", model, text, 0, 0, wq)
+    run("w4a8 photo", model, photo, n_img, n_img, wq)
+    patch = vlmkern.apply(model, method="fastv", layer=3, keep_ratio=0.25)
+    try:
+        run("w4a8+fastv photo", model, photo, n_img, kept, wq)
+    finally:
+        patch.revert()
+    info = {"threads": torch.get_num_threads(), "rows": rows,
+            "decode_speedup_w4a8_vs_bf16": rows["w4a8 text32"]["decode_tok_s"] / rows["bf16 text32"]["decode_tok_s"],
+            "decode_speedup_w4a8_vs_fp32": rows["w4a8 text32"]["decode_tok_s"] / rows["fp32 text32"]["decode_tok_s"],
+            "prefill_speedup_w4a8_vs_fp32": rows["fp32 photo"]["prefill_s"] / rows["w4a8 photo"]["prefill_s"],
+            "prefill_speedup_w4a8_fastv_vs_fp32": rows["fp32 photo"]["prefill_s"] / rows["w4a8+fastv photo"]["prefill_s"]}
+    benchmark.extra_info.update(info)
+    print("\n" + "\n".join(f"{k:>18}: " + ", ".join(f"{kk} {vv:.3g}" if isinstance(vv, float) else f"{kk} {vv}"
+                                                      for kk, vv in v.items()) for k, v in rows.items()))
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)

@@ -106,9 +106,13 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
-// MR rows x 16 channels. Per k-octet and half h (8 channels): one 32-byte load,
-// two u8 operands, per row two broadcasts, two VPMADDUBSW, one 16-bit add
-// (|sum| <= 7620), one VPMADDWD to int32.
+// MR rows x 16 channels, one half (8 channels, 32 bytes of each 64-byte
+// packed line) at a time so that the live set fits the 16 ymm registers (MR
+// int32 accumulators, 4 unpacked weight vectors, broadcasts, constants); with
+// both halves in flight GCC spilled accumulators and broadcasts to the stack.
+// Per two k-octets and row: four VPMADDUBSW summed in 16 bits (|sum| <=
+// 4 * 3810 < 2^15), one VPMADDWD, one add. The fp32 accumulators live in facc
+// (touched once per group).
 template <int MR>
 void block_t(const W4A8GemmArgs& a, int64_t m0, int64_t nb, const float* sw, float* facc) {
   const int64_t K8 = a.K / 8, G8 = a.G / 8, n_groups = a.K / a.G;
@@ -116,37 +120,53 @@ void block_t(const W4A8GemmArgs& a, int64_t m0, int64_t nb, const float* sw, flo
   const __m256i mask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   const int8_t* xr[MR];
   for (int r = 0; r < MR; ++r) xr[r] = a.codes + (m0 + r) * a.ld_codes;
-  __m256 f[MR][2];
-  for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
+  for (int i = 0; i < MR * NB; ++i) facc[i] = 0.f;
   for (int64_t g = 0; g < n_groups; ++g) {
-    __m256i acc[MR][2];
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
-    for (int64_t o = g * G8; o < (g + 1) * G8; ++o) {
-      const uint8_t* u = blk + o * (NB * 4);
-      _mm_prefetch(reinterpret_cast<const char*>(u) + kPrefetchBytes, _MM_HINT_T0);
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + 32 * h));
+    const int64_t ob = g * G8, oe = (g + 1) * G8;
+    for (int h = 0; h < 2; ++h) {
+      __m256i acc[MR];
+      for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+      int64_t o = ob;
+      for (; o + 2 <= oe; o += 2) {
+        const uint8_t* u = blk + o * (NB * 4) + 32 * h;
+        if (h == 0) {
+          _mm_prefetch(reinterpret_cast<const char*>(u) + kPrefetchBytes, _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(u) + kPrefetchBytes + 64, _MM_HINT_T0);
+        }
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u));
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(u + NB * 4));
+        const __m256i wl0 = _mm256_and_si256(w0, mask);
+        const __m256i wh0 = _mm256_and_si256(_mm256_srli_epi16(w0, 4), mask);
+        const __m256i wl1 = _mm256_and_si256(w1, mask);
+        const __m256i wh1 = _mm256_and_si256(_mm256_srli_epi16(w1, 4), mask);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; ++r) {
+          const int8_t* xo = xr[r] + o * 8;
+          const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(wl0, bcast4(xo)),
+                                              _mm256_maddubs_epi16(wh0, bcast4(xo + 4)));
+          const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(wl1, bcast4(xo + 8)),
+                                              _mm256_maddubs_epi16(wh1, bcast4(xo + 12)));
+          acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones));
+        }
+      }
+      for (; o < oe; ++o) {  // odd group length (per-channel groups)
+        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + o * (NB * 4) + 32 * h));
         const __m256i wl = _mm256_and_si256(w, mask);
         const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), mask);
-#pragma GCC unroll 4
         for (int r = 0; r < MR; ++r) {
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wl, bcast4(xr[r] + o * 8)),
                                              _mm256_maddubs_epi16(wh, bcast4(xr[r] + o * 8 + 4)));
-          acc[r][h] = _mm256_add_epi32(acc[r][h], _mm256_madd_epi16(p, ones));
+          acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(p, ones));
         }
       }
+      const __m256 s = _mm256_loadu_ps(sw + g * NB + 8 * h);
+      for (int r = 0; r < MR; ++r) {
+        const __m256i corr = _mm256_set1_epi32(math::kW4A8Offset * a.rowsums[(m0 + r) * n_groups + g]);
+        float* fr = facc + r * NB + 8 * h;
+        _mm256_storeu_ps(fr, _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r], corr)), s,
+                                             _mm256_loadu_ps(fr)));
+      }
     }
-    const __m256 s0 = _mm256_loadu_ps(sw + g * NB), s1 = _mm256_loadu_ps(sw + g * NB + 8);
-    for (int r = 0; r < MR; ++r) {
-      const __m256i corr = _mm256_set1_epi32(math::kW4A8Offset * a.rowsums[(m0 + r) * n_groups + g]);
-      f[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][0], corr)), s0, f[r][0]);
-      f[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[r][1], corr)), s1, f[r][1]);
-    }
-  }
-  for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_ps(facc + r * NB, f[r][0]);
-    _mm256_storeu_ps(facc + r * NB + 8, f[r][1]);
   }
 }
 
