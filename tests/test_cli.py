@@ -13,18 +13,19 @@ def test_info_runs_and_names_every_op():
     out = subprocess.run([sys.executable, "-m", "vlmkern", "info"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     for key in ("vlmkern", "torch", "transformers", "cpu kernel ISA", "op attention_mass",
-                "op topk_indices", "CUDA kernels", "patch families"):
+                "op topk_indices", "op w4a8_gemm", "CUDA kernels", "patch families"):
         assert key in out.stdout
     assert vlmkern._C.cpu_isa() in out.stdout
 
 
 def test_small_demo_prunes_and_reverts(capsys):
     args = argparse.Namespace(model=None, layers=2, side=112, layer=1, keep_ratio=0.25,
-                              max_new_tokens=3, threads=None)
+                              max_new_tokens=3, threads=None, quant="w4a8")
     assert demo.main(args) == 0
     text = capsys.readouterr().out
     assert "16 -> 4" in text  # 112x112 px -> 16 visual tokens -> keep 4
     assert "prefill speed-up" in text
+    assert "+ W4A8 g128" in text and "decoder linear weights" in text
 
 
 def test_bench_report_compares_runs(tmp_path, capsys):

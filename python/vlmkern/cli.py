@@ -36,6 +36,9 @@ def _info(args) -> int:
         ("threads", str(torch.get_num_threads())),
         ("op attention_mass [cpu]", am_path),
         ("op topk_indices [cpu]", "scalar C++ (nth_element select + ordered scan)"),
+        ("op w4a8_gemm [cpu]", {"scalar": "scalar C++", "avx2": "AVX2 VPMADDUBSW + VPMADDWD",
+                                "avx512_vnni": "AVX512-VNNI VPDPBUSD",
+                                "amx": "AMX-INT8 tiles (M >= 16), AVX512-VNNI below"}[_C.w4a8_cpu_path()]),
         ("CUDA kernels", f"built for {_C.cuda_archs}" if _C.with_cuda else "not built"),
         ("CUDA device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"),
         ("patch families", ", ".join(vlmkern.SUPPORTED_FAMILIES)),
@@ -82,6 +85,8 @@ def main(argv=None) -> int:
     d.add_argument("--layer", type=int, default=3, help="FastV layer K (default 3)")
     d.add_argument("--keep-ratio", type=float, default=0.25, help="fraction of visual tokens kept (default 0.25)")
     d.add_argument("--max-new-tokens", type=int, default=16)
+    d.add_argument("--quant", choices=["w4a8", "none"], default="w4a8",
+                   help="also run FastV with the decoder quantized (default w4a8)")
     d.add_argument("--threads", type=int, default=None)
     b = sub.add_parser("bench", help="run the benchmark suite, write JSON and a PNG of the ratios")
     b.add_argument("--json", default="bench-results/latest.json")

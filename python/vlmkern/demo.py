@@ -172,23 +172,52 @@ def main(args) -> int:
         fast = _run(model, inputs, args.max_new_tokens, n_img, kept)
     finally:
         patch.revert()
-    agree = sum(a == b for a, b in zip(base.tokens, fast.tokens))
-    rows = [("visual tokens in -> out", f"{base.visual_in} -> {base.visual_out}",
-             f"{fast.visual_in} -> {fast.visual_out}"),
-            ("prefill (time to 1st token)", f"{base.prefill_s:.2f} s", f"{fast.prefill_s:.2f} s"),
-            ("peak memory (prefill + decode)", f"{base.peak_bytes / 2**20:.0f} MiB", f"{fast.peak_bytes / 2**20:.0f} MiB"),
-            ("decode", f"{base.decode_tok_s:.1f} tok/s", f"{fast.decode_tok_s:.1f} tok/s"),
-            ("generated tokens agreeing", "-", f"{agree}/{len(base.tokens)}")]
+    w_float = _linear_weight_bytes(model)
+    quant = None
+    if args.quant != "none":
+        vlmkern.quantize(model, args.quant, group_size=128, progress=True)
+        patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
+        try:
+            quant = _run(model, inputs, args.max_new_tokens, n_img, kept)
+        finally:
+            patch.revert()
+    runs = [base, fast] + ([quant] if quant else [])
+    heads = ["unpatched", f"FastV K={args.layer} keep={args.keep_ratio}"] + (
+        [f"+ {args.quant.upper()} g128"] if quant else [])
+    w_quant = _linear_weight_bytes(model)
+    rows = [("visual tokens in -> out", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
+            ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
+            ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
+            ("decode", [f"{r.decode_tok_s:.1f} tok/s" for r in runs]),
+            ("decoder linear weights", [f"{w_float / 2**20:.0f} MiB"] * 2 + (
+                [f"{w_quant / 2**20:.0f} MiB"] if quant else [])),
+            ("generated tokens agreeing", ["-"] + [
+                f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
+                for r in runs[1:]])]
     w0 = max(len(r[0]) for r in rows)
-    head = f"FastV K={args.layer} keep={args.keep_ratio}"
-    print(f"{'':{w0}}  {'unpatched':>16}  {head:>24}")
-    for r in rows:
-        print(f"{r[0]:{w0}}  {r[1]:>16}  {r[2]:>24}")
-    print(f"\nprefill speed-up: {base.prefill_s / fast.prefill_s:.2f}x "
-          "(whole time to first token, vision encoder included)")
-    print("Random weights: agreement measures how much the pruned model's greedy choices move, "
-          "not answer quality.")
+    widths = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
+    print(f"{'':{w0}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))
+    for name, cells in rows:
+        print(f"{name:{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+    print(f"\nprefill speed-up: FastV {base.prefill_s / fast.prefill_s:.2f}x" + (
+        f", FastV + {args.quant.upper()} {base.prefill_s / quant.prefill_s:.2f}x" if quant else "")
+        + " (whole time to first token, vision encoder included)")
+    print("Random weights: agreement measures how much the pruned (and quantized) model's greedy "
+          "choices move, not answer quality.")
     return 0
+
+
+def _linear_weight_bytes(model) -> int:
+    """Bytes of the language model's linear-layer weights (W4A8: nibbles + scales)."""
+    from vlmkern.nn import W4A8Linear
+
+    total = 0
+    for m in model.model.language_model.modules():
+        if isinstance(m, W4A8Linear):
+            total += m.weight_bytes()
+        elif isinstance(m, torch.nn.Linear):
+            total += m.weight.numel() * m.weight.element_size()
+    return total
 
 
 def _main_checkpoint(args) -> int:
@@ -212,7 +241,16 @@ def _main_checkpoint(args) -> int:
         fast = _run(model, inputs, args.max_new_tokens, n_img, max(1, round(n_img * args.keep_ratio)))
     finally:
         patch.revert()
-    for name, r in (("unpatched", base), ("fastv", fast)):
+    results = [("unpatched", base), ("fastv", fast)]
+    if args.quant != "none":
+        vlmkern.quantize(model, args.quant, group_size=128, progress=True)
+        patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
+        try:
+            results.append((f"fastv+{args.quant}", _run(model, inputs, args.max_new_tokens, n_img,
+                                                        max(1, round(n_img * args.keep_ratio)))))
+        finally:
+            patch.revert()
+    for name, r in results:
         print(f"{name}: visual {r.visual_in}->{r.visual_out}, prefill {r.prefill_s:.2f} s, "
               f"decode {r.decode_tok_s:.1f} tok/s: {processor.decode(r.tokens, skip_special_tokens=True)!r}")
     return 0
