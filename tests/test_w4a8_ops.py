@@ -218,7 +218,7 @@ def test_argument_errors_name_the_argument():
 
 
 def test_cpu_path_is_reported():
-    assert vlmkern._C.w4a8_cpu_path() in ("scalar", "avx2", "avx512_vnni")
+    assert vlmkern._C.w4a8_cpu_path() in ("scalar", "avx2", "avx512_vnni", "amx")
 
 
 def test_opcheck_and_compile():

@@ -99,6 +99,17 @@ void store_out(DType dt, void* out, int64_t i, float v) {
 
 }  // namespace
 
+// In this baseline file (not the AVX-512 one) because every CPU calls them.
+bool w4a8_amx_available(CpuIsa isa) {
+  const CpuFeatures& f = cpu_features();
+  return static_cast<int>(isa) >= static_cast<int>(CpuIsa::kAmx) && f.amx_tile && f.amx_int8 &&
+         f.os_amx && f.avx512_vnni;
+}
+
+bool w4a8_amx_applies(const W4A8GemmArgs& a, CpuIsa isa) {
+  return a.M >= kW4A8AmxMinRows && a.K % 64 == 0 && a.G % 64 == 0 && w4a8_amx_available(isa);
+}
+
 const W4A8IsaOps& w4a8_pick_ops(CpuIsa isa) {
   if (const W4A8IsaOps* o = w4a8_ops_avx512(isa)) return *o;
   if (const W4A8IsaOps* o = w4a8_ops_avx2(isa)) return *o;
@@ -106,6 +117,7 @@ const W4A8IsaOps& w4a8_pick_ops(CpuIsa isa) {
 }
 
 const char* w4a8_path_name(CpuIsa isa) {
+  if (w4a8_amx_available(isa)) return "amx";
   if (w4a8_ops_avx512(isa)) return "avx512_vnni";
   if (w4a8_ops_avx2(isa)) return "avx2";
   return "scalar";
@@ -132,7 +144,43 @@ void w4a8_pack_blocks(const uint8_t* w, int64_t N, int64_t K, uint8_t* packed, i
       }
 }
 
+bool w4a8_stage_scales(const W4A8GemmArgs& a, int64_t nb, int64_t nb_end, float* sw) {
+  const int64_t n_groups = a.K / a.G;
+  // The next block's scales are 16 rows of K/G floats, n_groups * 4 bytes
+  // apart: a strided pattern the hardware prefetcher does not follow, so ask
+  // for them one block ahead (decode is bound by these DRAM reads).
+  if (nb + 1 < nb_end)
+    for (int j = 0; j < NB; ++j) {
+      const int64_t n = std::min(a.N - 1, (nb + 1) * NB + j);
+      const char* p = reinterpret_cast<const char*>(a.w_scales + n * n_groups);
+      for (int64_t off = 0; off < n_groups * 4; off += 64) __builtin_prefetch(p + off);
+    }
+  bool bad = false;
+  for (int64_t g = 0; g < n_groups; ++g)
+    for (int j = 0; j < NB; ++j) {
+      const int64_t n = nb * NB + j;
+      const float v = n < a.N ? a.w_scales[n * n_groups + g] : 1.f;
+      bad |= !(v > 0.f && v <= 3.4028234663852886e38f);
+      sw[g * NB + j] = n < a.N ? v : 0.f;
+    }
+  return bad;
+}
+
+void w4a8_store_rows(const W4A8GemmArgs& a, int64_t m0, int mr, int64_t nb, const float* facc) {
+  const int jn = int(std::min<int64_t>(NB, a.N - nb * NB));
+  for (int r = 0; r < mr; ++r) {
+    const float sx = a.x_scales[m0 + r];
+    for (int j = 0; j < jn; ++j) {
+      const int64_t n = nb * NB + j;
+      float v = facc[r * NB + j] * sx;
+      if (a.bias) v += a.bias[n];
+      store_out(a.out_dtype, a.out, (m0 + r) * a.N + n, v);
+    }
+  }
+}
+
 bool w4a8_gemm_blocks(const W4A8GemmArgs& a, CpuIsa isa, int64_t nb0, int64_t nb1) {
+  if (w4a8_amx_applies(a, isa)) return w4a8_gemm_blocks_amx(a, nb0, nb1);
   bool bad = false;
   const W4A8IsaOps& ops = w4a8_pick_ops(isa);
   const int64_t n_groups = a.K / a.G;
@@ -141,35 +189,11 @@ bool w4a8_gemm_blocks(const W4A8GemmArgs& a, CpuIsa isa, int64_t nb0, int64_t nb
   for (int64_t mc = 0; mc < a.M; mc += kW4A8MC) {
     const int64_t mc_end = std::min(a.M, mc + kW4A8MC);
     for (int64_t nb = nb0; nb < nb1; ++nb) {
-      // The next block's scales are 16 rows of K/G floats, n_groups * 4 bytes
-      // apart: a strided pattern the hardware prefetcher does not follow, so
-      // ask for them one block ahead (decode is bound by these DRAM reads).
-      if (nb + 1 < nb1)
-        for (int j = 0; j < NB; ++j) {
-          const int64_t n = std::min(a.N - 1, (nb + 1) * NB + j);
-          const char* p = reinterpret_cast<const char*>(a.w_scales + n * n_groups);
-          for (int64_t off = 0; off < n_groups * 4; off += 64) __builtin_prefetch(p + off);
-        }
-      for (int64_t g = 0; g < n_groups; ++g)
-        for (int j = 0; j < NB; ++j) {
-          const int64_t n = nb * NB + j;
-          const float v = n < a.N ? a.w_scales[n * n_groups + g] : 1.f;
-          bad |= !(v > 0.f && v <= 3.4028234663852886e38f);
-          sw[g * NB + j] = n < a.N ? v : 0.f;
-        }
-      const int jn = int(std::min<int64_t>(NB, a.N - nb * NB));
+      bad |= w4a8_stage_scales(a, nb, nb1, sw.get());
       for (int64_t m0 = mc; m0 < mc_end; m0 += kW4A8MR) {
         const int mr = int(std::min<int64_t>(kW4A8MR, mc_end - m0));
         ops.block(a, m0, mr, nb, sw.get(), facc);
-        for (int r = 0; r < mr; ++r) {
-          const float sx = a.x_scales[m0 + r];
-          for (int j = 0; j < jn; ++j) {
-            const int64_t n = nb * NB + j;
-            float v = facc[r * NB + j] * sx;
-            if (a.bias) v += a.bias[n];
-            store_out(a.out_dtype, a.out, (m0 + r) * a.N + n, v);
-          }
-        }
+        w4a8_store_rows(a, m0, mr, nb, facc);
       }
     }
   }

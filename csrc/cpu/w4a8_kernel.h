@@ -66,6 +66,21 @@ void w4a8_quantize_rows(const W4A8QuantArgs& a, CpuIsa isa, int64_t m0, int64_t 
 // Pack logical nibbles [N, K/2] into the CPU layout, blocks [nb0, nb1).
 void w4a8_pack_blocks(const uint8_t* w, int64_t N, int64_t K, uint8_t* packed, int64_t nb0,
                       int64_t nb1);
+// Shared pieces of the drivers: the block's scales as [K/G, 16] (0 past N;
+// true if one is not finite and positive), and the epilogue of mr rows
+// (facc [mr, 16] -> out = facc * x_scale + bias, in out_dtype, channels < N).
+bool w4a8_stage_scales(const W4A8GemmArgs& a, int64_t nb, int64_t nb_end, float* sw);
+void w4a8_store_rows(const W4A8GemmArgs& a, int64_t m0, int mr, int64_t nb, const float* facc);
+
+// AMX-INT8 (w4a8_amx.cpp): available = CPUID + OS tile permission + the cap;
+// applies = available and M >= kW4A8AmxMinRows and K, G multiples of 64.
+// Below kW4A8AmxMinRows rows the AVX512-VNNI path runs (a 16-row tile would
+// be mostly padding; the issue requires AMX never to be slower at M <= 4).
+constexpr int64_t kW4A8AmxMinRows = 16;
+bool w4a8_amx_available(CpuIsa isa);
+bool w4a8_amx_applies(const W4A8GemmArgs& a, CpuIsa isa);
+bool w4a8_gemm_blocks_amx(const W4A8GemmArgs& a, int64_t nb0, int64_t nb1);
+
 // Output channel blocks [nb0, nb1) for every row. Returns true if it met a weight
 // scale that is not finite and positive (the caller raises).
 bool w4a8_gemm_blocks(const W4A8GemmArgs& a, CpuIsa isa, int64_t nb0, int64_t nb1);
