@@ -235,7 +235,8 @@ def test_w4a8_pack_layout():
     N, K = 20, 48
     nib = torch.randint(0, 256, (N, K // 2), dtype=torch.uint8)
     p = torch.ops.vlmkern.w4a8_pack(nib.cuda(), torch.ones(N, 1).cuda(), K).cpu()
-    assert p.shape == (N, K // 2)
+    assert p.shape == (N, K // 8, 4)
+    p = p.view(N, K // 2)
     v = wref.unpack_nibbles(nib)
     for n in range(N):
         for o in range(K // 8):
@@ -270,6 +271,11 @@ def test_w4a8_errors_on_cuda():
     c, xs, rs = torch.ops.vlmkern.quantize_per_token_int8(x.cuda(), 32)
     with pytest.raises(RuntimeError, match="packed: expected the CUDA layout"):
         torch.ops.vlmkern.w4a8_gemm(c, xs, rs, cpu_packed.cuda(), ws.cuda(), 32)
+    with pytest.raises(RuntimeError, match="packed: expected the CUDA layout"):  # unpacked nibbles
+        torch.ops.vlmkern.w4a8_gemm(c, xs, rs, nib.cuda(), ws.cuda(), 32)
+    gpu_packed = torch.ops.vlmkern.w4a8_pack(nib.cuda(), ws.cuda(), 32)
+    with pytest.raises(RuntimeError, match="packed and x must be on the same device"):
+        torch.ops.vlmkern.w4a8_linear(x, gpu_packed, ws.cuda(), 32)
 
 
 def test_w4a8_linear_module_on_cuda():

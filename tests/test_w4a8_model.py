@@ -89,6 +89,30 @@ def test_repacks_after_weights_change():
     assert torch.equal(qa(x), qb(x)) and not torch.equal(qa(x), ya)
 
 
+@torch.no_grad()
+def test_model_cast_keeps_the_format():
+    """model.to(bfloat16) casts the bias and activations, never the int4 format."""
+    q = W4A8Linear.from_linear(_gaussian_linear(128, 32, bias=True), 64)
+    x = torch.randn(3, 128)
+    want = q(x.bfloat16())
+    q.to(torch.bfloat16)
+    assert q.scales.dtype == torch.float32 and q.qweight.dtype == torch.uint8
+    assert q.bias.dtype == torch.bfloat16
+    y = q(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), want.float(), rtol=1e-2, atol=1e-2)
+
+
+def test_built_under_inference_mode():
+    lin = _gaussian_linear(64, 16)
+    x = torch.randn(2, 64)
+    with torch.inference_mode():
+        q = W4A8Linear.from_linear(lin, 32)
+        a = q(x)
+    b = q(x)  # the packed cache key must not need inference tensors' version counters
+    assert torch.equal(a, b)
+
+
 def _cosine(model, quantized, inputs):
     with torch.no_grad():
         a = model(**inputs).logits[:, -1].float()
@@ -263,6 +287,23 @@ def test_fastv_with_w4a8(family, order):
             assert torch.equal(work(**inputs).logits, ref_logits)
     else:
         assert vlmkern.quant.quantized_layers(work)
+
+
+def test_failed_apply_with_quant_leaves_the_model_untouched():
+    model, inputs = tiny_llava("sdpa")
+    with torch.no_grad():
+        before = model(**inputs).logits
+
+    def bad_batches():
+        yield inputs
+        raise RuntimeError("calibration source broke")
+
+    with pytest.raises(RuntimeError, match="calibration source broke"):
+        vlmkern.apply(model, "fastv", layer=2, quant="w4a8", calibration=bad_batches())
+    assert not vlmkern.quant.quantized_layers(model)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, before)
+    vlmkern.apply(model, "fastv", layer=2).revert()  # not left marked as patched
 
 
 def test_apply_rejects_unknown_quant():

@@ -64,6 +64,20 @@ def test_quantize_per_token_edge_rows_and_leading_dims():
     assert s.item() == 1.0 and c.tolist() == [[127, 0, 2, 2, 0, -2, 3, -127]]
 
 
+@pytest.mark.parametrize("isa", cpu_isas())
+def test_quantize_tiny_rows(isa, isa_cap):
+    """absmax below 127 / FLT_MAX: the inverse scale is capped (no inf, no NaN codes)."""
+    isa_cap(isa)
+    x = torch.zeros(2, 64)
+    x[0, 3], x[0, 9] = 1e-38, -5e-39
+    x[1, :] = torch.linspace(-1e-37, 1e-37, 64)
+    got = ops.quantize_per_token_int8(x, 32)
+    want = ref.quantize_per_token_int8(x, 32)
+    for a, b in zip(got, want):
+        assert torch.equal(a, b)
+    assert (got[0][0, [0, 1, 2]] == 0).all()
+
+
 def test_quantize_non_contiguous_rows():
     x = torch.randn(10, 256)[::2, :128]
     for a, b in zip(ops.quantize_per_token_int8(x, 64), ref.quantize_per_token_int8(x.contiguous(), 64)):

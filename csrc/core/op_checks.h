@@ -142,6 +142,16 @@ inline W4A8GemmShape check_w4a8_gemm_args(const at::Tensor& codes, const at::Ten
   return {M, N, K, G};
 }
 
+// w4a8_linear: everything on x's device (checked before dispatching work, so
+// the message names the user's arguments, not internal ones).
+inline void check_w4a8_linear_devices(const at::Tensor& x, const at::Tensor& packed,
+                                      const at::Tensor& w_scales,
+                                      const std::optional<at::Tensor>& bias) {
+  VLMKERN_CHECK_SAME_DEVICE(packed, "packed", x, "x");
+  VLMKERN_CHECK_SAME_DEVICE(w_scales, "w_scales", x, "x");
+  if (bias) VLMKERN_CHECK_SAME_DEVICE(*bias, "bias", x, "x");
+}
+
 inline at::ScalarType check_w4a8_out_dtype(std::optional<at::ScalarType> out_dtype) {
   const at::ScalarType t = out_dtype.value_or(at::kFloat);
   TORCH_CHECK(t == at::kFloat || t == at::kBFloat16 || t == at::kHalf,

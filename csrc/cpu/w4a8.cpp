@@ -141,6 +141,7 @@ at::Tensor w4a8_gemm_cpu(const at::Tensor& codes, const at::Tensor& x_scales,
 at::Tensor w4a8_linear_cpu(const at::Tensor& x, const at::Tensor& packed,
                            const at::Tensor& w_scales, int64_t group_size,
                            const std::optional<at::Tensor>& bias) {
+  check_w4a8_linear_devices(x, packed, w_scales, bias);
   auto [codes, xs, rs] = quantize_per_token_int8_cpu(x, group_size);
   const int64_t K = x.size(-1);
   const at::Tensor out = gemm_impl(codes.view({-1, K}), xs.view({-1}), rs.view({-1, K / group_size}),

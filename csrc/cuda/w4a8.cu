@@ -2,11 +2,13 @@
 // (csrc/cpu/w4a8_kernel.cpp) and sharing its arithmetic (math/w4a8.h): the
 // same activation quantizer (bit-identical codes, scales and row sums), the
 // same packed 4-byte unit (low nibbles = k 0..3, high = k 4..7 of an octet),
-// exact int32 sums inside a group, the -8 correction in integers, and fp32
-// across groups. Differences from the CPU: the CUDA layout is [N, K/8, 4]
+// exact int32 sums with the -8 correction in integers, fp32 products with
+// the group scales. Differences from the CPU: the CUDA layout is [N, K/8, 4]
 // (each lane reads 16 bytes = 32 k of one channel), and the k range of a
-// channel is split over the 32 lanes of a warp, so the fp32 sum over groups is
-// reassociated (results agree with the CPU to fp32 rounding, not bit for bit).
+// channel is split over the 32 lanes of a warp: a lane's int32 partial covers
+// its 32 k of a group (it is scaled and added in fp32 when the lane moves on),
+// and the lanes' fp32 sums are reduced by shuffles. So the fp32 sum is
+// reassociated: results agree with the CPU to fp32 rounding, not bit for bit.
 //
 // Kernels
 //   quantize  one block per row: absmax (+ finite flag) by block reduction,
@@ -164,8 +166,8 @@ __global__ void gemm_kernel(const int8_t* __restrict__ codes, const float* __res
       for (int o = 16; o > 0; o >>= 1) acc[r] += __shfl_xor_sync(0xffffffffu, acc[r], o);
     if (lane == 0) {
       for (int r = 0; r < mr; ++r) {
-        float v = acc[r] * x_scales[m0 + r];
-        if (bias) v += bias[n];
+        float v = __fmul_rn(acc[r], x_scales[m0 + r]);  // not fused, as on the CPU
+        if (bias) v = __fadd_rn(v, bias[n]);
         store_out(out + (m0 + r) * N + n, v);
       }
     }
@@ -230,7 +232,7 @@ at::Tensor w4a8_pack_cuda(const at::Tensor& weight_in, const at::Tensor& scales,
   const c10::cuda::CUDAGuard guard(weight_in.device());
   check_cuda_scales(scales, "scales");
   const at::Tensor weight = weight_in.contiguous();
-  at::Tensor packed = at::empty({N, K / 2}, weight.options());
+  at::Tensor packed = at::empty({N, K / 8, 4}, weight.options());
   const int64_t units = N * (K / 8);
   const int threads = 256;
   pack_kernel<<<unsigned((units + threads - 1) / threads), threads, 0,
@@ -248,14 +250,18 @@ at::Tensor gemm_impl(const at::Tensor& codes_in, const at::Tensor& x_scales_in,
                      const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
   const W4A8GemmShape s = check_w4a8_gemm_args(codes_in, x_scales_in, x_rowsums, packed,
                                                 w_scales_in, group_size, bias);
-  TORCH_CHECK(packed.dim() == 2 && packed.size(0) == s.N && packed.size(1) == s.K / 2 &&
-                  packed.is_contiguous(),
-              "packed: expected the CUDA layout [N, K/2] = [", s.N, ", ", s.K / 2,
-              "] made by w4a8_pack on a CUDA device, got ", describe(packed));
+  TORCH_CHECK(packed.dim() == 3 && packed.size(0) == s.N && packed.size(1) == s.K / 8 &&
+                  packed.size(2) == 4 && packed.is_contiguous() &&
+                  reinterpret_cast<uintptr_t>(packed.data_ptr()) % 16 == 0,
+              "packed: expected the CUDA layout [N, K/8, 4] = [", s.N, ", ", s.K / 8,
+              ", 4], contiguous and 16-byte aligned, made by w4a8_pack on a CUDA device, got ",
+              describe(packed));
   const c10::cuda::CUDAGuard guard(codes_in.device());
   // Weight scales are validated by w4a8_pack; a per-call check here would
   // need a device-to-host sync on every layer.
-  const at::Tensor codes = codes_in.contiguous(), x_scales = x_scales_in.contiguous();
+  at::Tensor codes = codes_in.contiguous();
+  if (reinterpret_cast<uintptr_t>(codes.data_ptr()) % 4 != 0) codes = codes.clone();  // int loads
+  const at::Tensor x_scales = x_scales_in.contiguous();
   const at::Tensor w_scales = w_scales_in.contiguous();
   at::Tensor b32;
   if (bias) b32 = bias->to(at::kFloat).contiguous();
@@ -294,6 +300,7 @@ at::Tensor w4a8_gemm_cuda(const at::Tensor& codes, const at::Tensor& x_scales,
 at::Tensor w4a8_linear_cuda(const at::Tensor& x, const at::Tensor& packed,
                             const at::Tensor& w_scales, int64_t group_size,
                             const std::optional<at::Tensor>& bias) {
+  check_w4a8_linear_devices(x, packed, w_scales, bias);
   auto [codes, xs, rs] = quantize_per_token_int8_cuda(x, group_size);
   const int64_t K = x.size(-1);
   const at::Tensor out = gemm_impl(codes.view({-1, K}), xs.view({-1}),

@@ -5,8 +5,10 @@
 // [N, K/G]. Activations: per-row symmetric int8, scale = absmax / 127.
 //   y[m, n] = sx[m] * sum_g sw[n, g] * (sum_{k in g} xq[m,k] * nib[n,k] - 8 * rs[m, g])
 // with the inner sums exact in int32 and the outer sum in fp32, group by group
-// in ascending g: acc = fma(float(int_g), sw[n, g], acc), then acc * sx[m] + bias[n].
-// Every backend follows this order, so the CPU paths agree bit for bit.
+// in ascending g: acc = fma(float(int_g), sw[n, g], acc), then acc * sx[m] + bias[n]
+// (a product, then a sum: not fused). Every CPU path follows this order, so
+// they agree bit for bit; the CUDA kernel splits k over a warp's lanes and
+// reassociates the fp32 sum (see csrc/cuda/w4a8.cu).
 //
 // Packed unit (every backend): 4 bytes per output channel n and k-octet o;
 // byte j (0..3) holds nib(n, 8o + j) in its low nibble and nib(n, 8o + 4 + j)
@@ -14,7 +16,7 @@
 // right by 4 and AND gives 8o+4..8o+7: the u8 operand of VPMADDUBSW / VPDPBUSD
 // (and a non-negative s8 operand of DP4A / IMMA) against 4 consecutive codes.
 //   CPU layout:  [ceil(N/16), K/8, 16 channels x 4 bytes]  (one 64-byte line)
-//   CUDA layout: [N, K/8, 4 bytes] = [N, K/2]  (16-byte loads along k)
+//   CUDA layout: [N, K/8, 4]  (the same bytes as [N, K/2]; 16-byte loads along k)
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -59,8 +61,12 @@ VLMKERN_INLINE float act_scale(float absmax, bool finite) {
   if (!finite) return NAN;
   return absmax > 0.f ? div_rn(absmax, 127.f) : 1.f;
 }
+// 127 / absmax, capped at FLT_MAX (an absmax below 127 / FLT_MAX ~ 3.7e-37
+// would give inf, and 0 * inf = NaN codes).
 VLMKERN_INLINE float act_inv_scale(float absmax, bool finite) {
-  return (finite && absmax > 0.f) ? div_rn(127.f, absmax) : 0.f;
+  if (!(finite && absmax > 0.f)) return 0.f;
+  const float inv = div_rn(127.f, absmax);
+  return inv <= 3.4028234663852886e38f ? inv : 3.4028234663852886e38f;
 }
 
 // round-half-to-even(x * inv) clamped to [-127, 127].

@@ -109,8 +109,8 @@ class W4A8Linear(torch.nn.Module):
     def packed(self) -> torch.Tensor:
         """The kernel layout for ``qweight``'s device (made once, remade when the
         weights change or move)."""
-        key = (self.qweight.device, self.qweight.data_ptr(), self.qweight._version,
-               self.scales.data_ptr(), self.scales._version)
+        key = (self.qweight.device, self.qweight.data_ptr(), _version(self.qweight),
+               self.scales.data_ptr(), _version(self.scales))
         if self._packed is None or self._packed_key != key:
             self._packed = _w4a8.w4a8_pack(self.qweight, self.scales, self.group)
             self._packed_key = key
@@ -126,8 +126,20 @@ class W4A8Linear(torch.nn.Module):
         return _w4a8.w4a8_linear(x, self.packed(), self.scales, self.group, self.bias)
 
     def _apply(self, fn, recurse=True):
-        self._packed = None  # moved or cast: pack again on next use
-        return super()._apply(fn, recurse)
+        # moved or cast: pack again on next use. A cast of the whole model
+        # (model.to(torch.bfloat16)) must not touch the format: the scales (and
+        # AWQ smoothing) stay float32, the nibbles uint8; the bias follows.
+        self._packed = None
+        out = super()._apply(fn, recurse)
+        if self.scales.dtype != torch.float32:
+            self.scales = self.scales.float()
+        if self.smooth is not None and self.smooth.dtype != torch.float32:
+            self.smooth = self.smooth.float()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._packed = None
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self) -> str:
         g = "per-channel" if self.group_size is None else f"g{self.group}"
@@ -139,6 +151,16 @@ class W4A8Linear(torch.nn.Module):
 
     def weight_bytes(self) -> int:
         return self.qweight.numel() + self.scales.numel() * 4
+
+
+def _version(t: torch.Tensor):
+    """The tensor's in-place version counter, or None for inference-mode tensors,
+    which have none: for those the packed cache is dropped only by
+    load_state_dict, .to() and a new tensor, not by an in-place edit."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def take_hooks(new: torch.nn.Module, old: torch.nn.Module) -> None:

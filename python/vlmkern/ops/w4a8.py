@@ -15,8 +15,8 @@ Format (shared by every backend, what ``vlmkern.save_quantized`` writes; see
   groups in ascending order.
 
 ``w4a8_pack`` turns the logical weight into the layout of the device it is on
-(never saved): CPU ``[ceil(N/16), K/8, 64]`` uint8, CUDA ``[N, K/2]`` uint8 in
-16-byte units along k. Pack on the device you will run on.
+(never saved): CPU ``[ceil(N/16), K/8, 64]`` uint8, CUDA ``[N, K/8, 4]`` uint8
+(16-byte loads along k). Pack on the device you will run on.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def w4a8_gemm(codes, x_scales, x_rowsums, packed, w_scales, group_size: int, bia
 
     Args:
         codes, x_scales, x_rowsums: from :func:`quantize_per_token_int8`
-            (2-d ``[M, K]``, ``[M]``, ``[M, K/group_size]``).
+            (2-d ``[M, K]``, ``[M]``, ``[M, K/group_size]``). ``x_rowsums``
+            must be the group sums of ``codes``: some paths use it, others
+            (AMX, CUDA) recompute the correction from the codes.
         packed: from :func:`w4a8_pack` on the same device.
         w_scales: float32 ``[N, K/group_size]``.
         bias: ``[N]`` any float dtype, or None.
@@ -79,7 +81,7 @@ def w4a8_linear(x: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, g
 def packed_shape(N: int, K: int, device: torch.device | str) -> tuple[int, ...]:
     """Shape of ``w4a8_pack``'s result for an ``[N, K]`` weight on ``device``."""
     if torch.device(device).type == "cuda":
-        return (N, K // 2)
+        return (N, K // 8, 4)
     return ((N + 15) // 16, K // 8, 64)
 
 

@@ -86,15 +86,21 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
         if quant not in QUANT_SCHEMES:
             raise ValueError(f"quant must be None or one of {QUANT_SCHEMES}, got {quant!r}")
     handle = PatchHandle(model, f"{m!r}{' + ' + quant if quant else ''} on {model_type}")
-    if quant is not None:
-        replaced = []
-        quantize(model, quant, group_size=group_size, targets=quant_targets,
-                 calibration=calibration, progress=progress, _replaced=replaced)
-        for name, original in replaced:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            handle.swapped_module(parent, child, original, f"{name}: W4A8Linear")
-    InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
+    try:
+        if quant is not None:
+            replaced = []
+            try:
+                quantize(model, quant, group_size=group_size, targets=quant_targets,
+                         calibration=calibration, progress=progress, _replaced=replaced)
+            finally:  # record what was swapped even if quantize failed part-way
+                for name, original in replaced:
+                    parent_name, _, child = name.rpartition(".")
+                    parent = model.get_submodule(parent_name) if parent_name else model
+                    handle.swapped_module(parent, child, original, f"{name}: W4A8Linear")
+        InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
+    except BaseException:
+        handle.revert()  # leave the model as it was
+        raise
     handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)
     return handle

@@ -105,7 +105,7 @@ def quantize(model, scheme: str = "w4a8", group_size: int | None = 128, targets=
             e.g. a processor's output). Runs the float model on them once,
             records each target layer's inputs (up to ``calibration_rows`` rows),
             and picks per-input-channel AWQ scales ``s = mean|x|^a`` (``a`` from
-            a grid of ``awq_grid`` points in [0, 1], ``a = 0`` is plain
+            ``{0, 1/awq_grid, ..., (awq_grid-1)/awq_grid}``, ``a = 0`` is plain
             round-to-nearest) that minimise the layer's W4A8 output error on them.
         progress: show a progress bar over layers.
 
@@ -132,14 +132,18 @@ def quantize(model, scheme: str = "w4a8", group_size: int | None = 128, targets=
 
 @torch.no_grad()
 def _record_inputs(model, layers, calibration, max_rows: int) -> dict[str, torch.Tensor]:
-    """Inputs of each layer over the calibration batches, as float32 [rows, K]
-    (a deterministic subsample when there are more than max_rows)."""
+    """Inputs of each layer over the calibration batches, as float32 [rows, K]:
+    a deterministic subsample of at most max_rows per batch, then of max_rows
+    overall (memory: batches x max_rows x K floats per layer at the peak)."""
     store: dict[str, list[torch.Tensor]] = {n: [] for n, _ in layers}
+    gen = torch.Generator().manual_seed(0)
     hooks = []
     for name, lin in layers:
         def hook(mod, args, name=name):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            store[name].append(x.cpu())
+            x = args[0].detach().reshape(-1, args[0].shape[-1])
+            if x.shape[0] > max_rows:  # bound the memory per batch, not only at the end
+                x = x[torch.randperm(x.shape[0], generator=gen)[:max_rows].to(x.device)]
+            store[name].append(x.float().cpu())
         hooks.append(lin.register_forward_pre_hook(hook))
     try:
         n_batches = 0
@@ -155,7 +159,6 @@ def _record_inputs(model, layers, calibration, max_rows: int) -> dict[str, torch
         for h in hooks:
             h.remove()
     out = {}
-    gen = torch.Generator().manual_seed(0)
     for name, xs in store.items():
         if not xs:
             continue
@@ -171,7 +174,8 @@ def awq_search(linear: torch.nn.Linear, x: torch.Tensor, group_size: int | None,
                grid: int = 20) -> torch.Tensor | None:
     """AWQ-style per-input-channel scale for one layer.
 
-    ``s = mean_rows|x|^a`` normalised to geometric mean 1, with ``a`` in
+    ``s = mean_rows|x|^a`` divided by ``sqrt(max(s) * min(s))`` (so the
+    largest and smallest scales are reciprocal), with ``a`` in
     ``{0, 1/grid, ..., (grid-1)/grid}``; returns the ``s`` whose W4A8 output (weights
     ``W * s`` quantized round-to-nearest, inputs ``x / s`` quantized per row to
     int8) is closest to the float output ``x W^T`` in squared error, or None when

@@ -80,7 +80,8 @@ def quantize_per_token_int8(x: torch.Tensor, group_size: int):
     c127 = torch.full_like(amax, 127.0)
     safe = torch.where(pos, amax, torch.ones_like(amax))
     # true divisions, as the kernels do (`127.0 / t` would be reciprocal(t) * 127 in torch)
-    inv = torch.where(pos, torch.div(c127, safe), torch.zeros_like(amax))
+    inv = torch.where(pos, torch.div(c127, safe).clamp_max(torch.finfo(torch.float32).max),
+                      torch.zeros_like(amax))
     codes = torch.round(torch.where(finite, xf, torch.zeros_like(xf)) * inv).clamp(-127, 127)
     scales = torch.where(pos, torch.div(amax, c127), torch.ones_like(amax))
     scales = torch.where(finite, scales, torch.full_like(scales, float("nan"))).squeeze(-1)
@@ -104,9 +105,10 @@ def w4a8_gemm(codes, x_scales, x_rowsums, nibbles, w_scales, group_size: int, bi
               out_dtype=torch.float32) -> torch.Tensor:
     """Reference for ``vlmkern.ops.w4a8_gemm`` on the *logical* weight.
 
-    Same order as the kernels: per group ``acc = fma(float(int_g), sw, acc)``
-    (emulated in float64: the product of two floats is exact there), then
-    ``acc * sx + bias`` in float32.
+    Same order as the CPU kernels: per group ``acc = fma(float(int_g), sw, acc)``
+    (emulated in float64: the product of two floats is exact there, but the
+    sum is rounded twice, so it can differ from a true FMA by one ulp: compare
+    with a tolerance, not bit for bit), then ``acc * sx + bias`` in float32.
     """
     part = w4a8_group_partials(codes, x_rowsums, nibbles, group_size)
     # float(int_g) rounds like the kernels' int32 -> float conversion
