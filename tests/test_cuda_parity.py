@@ -263,6 +263,20 @@ def test_w4a8_gemm_and_linear_match_cpu(M, N, K, G, out_dtype):
     torch.testing.assert_close(lin.cpu().float(), lin_cpu.float(), **tol)
 
 
+@pytest.mark.parametrize("M,N,K,G", [(16, 32, 128, 32), (17, 40, 256, 64), (70, 130, 1024, 128),
+                                     (300, 64, 256, 256)])
+def test_w4a8_tensor_core_path_is_bit_exact(M, N, K, G):
+    """M >= 16 and G % 32 == 0 take the mma.sync kernel, which keeps the CPU's
+    order of fp32 operations: equal bit for bit, not just close."""
+    nib, ws, x = _w4a8_inputs(M, N, K, G, seed=3)
+    b = torch.randn(N)
+    c, xs, rs = torch.ops.vlmkern.quantize_per_token_int8(x, G)
+    want = torch.ops.vlmkern.w4a8_gemm(c, xs, rs, torch.ops.vlmkern.w4a8_pack(nib, ws, G), ws, G, b)
+    pg = torch.ops.vlmkern.w4a8_pack(nib.cuda(), ws.cuda(), G)
+    got = torch.ops.vlmkern.w4a8_gemm(c.cuda(), xs.cuda(), rs.cuda(), pg, ws.cuda(), G, b.cuda())
+    assert torch.equal(got.cpu(), want)
+
+
 def test_w4a8_errors_on_cuda():
     nib, ws, x = _w4a8_inputs(2, 16, 64, 32)
     with pytest.raises(RuntimeError, match="scales: expected finite, strictly positive"):

@@ -3,25 +3,28 @@
 // same activation quantizer (bit-identical codes, scales and row sums), the
 // same packed 4-byte unit (low nibbles = k 0..3, high = k 4..7 of an octet),
 // exact int32 sums with the -8 correction in integers, fp32 products with
-// the group scales. Differences from the CPU: the CUDA layout is [N, K/8, 4]
-// (each lane reads 16 bytes = 32 k of one channel), and the k range of a
-// channel is split over the 32 lanes of a warp: a lane's int32 partial covers
-// its 32 k of a group (it is scaled and added in fp32 when the lane moves on),
-// and the lanes' fp32 sums are reduced by shuffles. So the fp32 sum is
-// reassociated: results agree with the CPU to fp32 rounding, not bit for bit.
+// the group scales. The CUDA layout is [N, K/8, 4]: a channel's units are
+// contiguous along k (16-byte loads in the DP4A kernel, 4-byte fragments in
+// the tensor-core one). The tensor-core kernel keeps the CPU's order of fp32
+// operations and matches it bit for bit; the DP4A kernel splits a channel's k
+// range over the 32 lanes of a warp (a lane's int32 partial covers its 32 k of
+// a group and is scaled and added in fp32 when the lane moves on; the lanes'
+// sums are reduced by shuffles), so it agrees with the CPU to fp32 rounding.
 //
 // Kernels
 //   quantize  one block per row: absmax (+ finite flag) by block reduction,
 //             then one warp per group writes codes and the group's row sum.
 //   pack      one thread per (channel, octet) unit.
-//   gemm      one warp per output channel and tile of kRows rows: a lane
+//   gemm      (M < 16, or a group size not a multiple of 32; decode)
+//             one warp per output channel and tile of kRows rows: a lane
 //             loads 4 units (16 bytes) of weights once and dots them against
 //             each row's codes with DP4A (nibbles 0..15 are valid signed
 //             operands); group changes flush the int32 sum with one FMA by
 //             the group scale; a warp reduction and the epilogue (x scale,
 //             bias, dtype) end it.
-// Not yet: tensor-core MMA (m16n8k32 s8) for large M; this kernel is the
-// correct, DP4A-only baseline (see README).
+//   gemm_mma  M >= 16 and G % 32 == 0: int8 tensor cores (mma.sync m16n8k32),
+//             see the comment above the kernel; bit-identical to the CPU.
+// Not yet: shared-memory staging / ldmatrix / cp.async pipelining, CUTLASS.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -174,6 +177,80 @@ __global__ void gemm_kernel(const int8_t* __restrict__ codes, const float* __res
   }
 }
 
+// Tensor-core path (M >= 16, G % 32 == 0): one warp computes 16 rows x 8
+// channels with mma.sync m16n8k32 s8 x s8 -> s32 per 32 k (the nibbles 0..15
+// are the s8 B operand as they are; the -8 offset is taken out per group with
+// the row sums). Fragments (PTX ISA, lane = 4 * gid + tid): A a0 = row gid,
+// k 4tid..4tid+3; a1 = row gid + 8; a2, a3 = the same rows at k + 16. B b0 =
+// channel gid, k 4tid..4tid+3 = the low (tid even) or high (tid odd) nibbles of
+// packed unit k0/8 + tid/2; b1 = the same at k + 16. C c0, c1 = row gid,
+// channels 2tid, 2tid+1; c2, c3 = row gid + 8. Per group the int32 C (exact,
+// reset each group) gets the same correction and FMA as on the CPU, in the
+// same order, so this path matches the CPU result bit for bit. Operands are
+// read from global memory (L1-cached; the 4 warps of a block share the A
+// rows); no shared-memory staging or ldmatrix yet.
+__device__ __forceinline__ void mma_s8_16832(int (&c)[4], const int (&a)[4], int b0, int b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+constexpr int kMmaWarps = 4;  // a block: 16 rows x 32 channels
+
+template <typename OutT>
+__global__ void gemm_mma_kernel(const int8_t* __restrict__ codes, const float* __restrict__ x_scales,
+                                const int32_t* __restrict__ rowsums,
+                                const uint32_t* __restrict__ packed,
+                                const float* __restrict__ w_scales, const float* __restrict__ bias,
+                                int64_t M, int64_t N, int64_t K, int64_t G,
+                                OutT* __restrict__ out) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane >> 2, tid = lane & 3;
+  const int64_t n0 = (int64_t(blockIdx.x) * kMmaWarps + warp) * 8;
+  if (n0 >= N) return;  // warp-uniform
+  const int64_t K8 = K / 8, n_groups = K / G;
+  const int64_t nb = n0 + gid;  // this lane's B channel
+  const bool nb_ok = nb < N;
+  const uint32_t* wrow = packed + (nb_ok ? nb : 0) * K8;
+  const int64_t nc0 = n0 + 2 * tid, nc1 = nc0 + 1;  // this lane's C channels
+  for (int64_t m0 = int64_t(blockIdx.y) * 16; m0 < M; m0 += int64_t(gridDim.y) * 16) {
+    const int64_t ra = m0 + gid, rb = ra + 8;
+    const bool va = ra < M, vb = rb < M;
+    const int* xa = reinterpret_cast<const int*>(codes + (va ? ra : 0) * K);
+    const int* xb = reinterpret_cast<const int*>(codes + (vb ? rb : 0) * K);
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int64_t g = 0; g < n_groups; ++g) {
+      int c[4] = {0, 0, 0, 0};
+      for (int64_t k0 = g * G; k0 < (g + 1) * G; k0 += 32) {
+        const int64_t q = k0 / 4 + tid;  // int index of k0 + 4 tid
+        const int a[4] = {va ? xa[q] : 0, vb ? xb[q] : 0, va ? xa[q + 4] : 0, vb ? xb[q + 4] : 0};
+        const uint32_t u0 = nb_ok ? wrow[k0 / 8 + tid / 2] : 0x88888888u;
+        const uint32_t u1 = nb_ok ? wrow[k0 / 8 + 2 + tid / 2] : 0x88888888u;
+        const int sh = (tid & 1) * 4;
+        mma_s8_16832(c, a, int((u0 >> sh) & 0x0f0f0f0fu), int((u1 >> sh) & 0x0f0f0f0fu));
+      }
+      const int32_t ca = va ? math::kW4A8Offset * rowsums[ra * n_groups + g] : 0;
+      const int32_t cb = vb ? math::kW4A8Offset * rowsums[rb * n_groups + g] : 0;
+      const float s0 = nc0 < N ? w_scales[nc0 * n_groups + g] : 0.f;
+      const float s1 = nc1 < N ? w_scales[nc1 * n_groups + g] : 0.f;
+      acc[0] = fmaf(float(c[0] - ca), s0, acc[0]);
+      acc[1] = fmaf(float(c[1] - ca), s1, acc[1]);
+      acc[2] = fmaf(float(c[2] - cb), s0, acc[2]);
+      acc[3] = fmaf(float(c[3] - cb), s1, acc[3]);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t m = i < 2 ? ra : rb, n = (i & 1) ? nc1 : nc0;
+      if (m < M && n < N) {
+        float v = __fmul_rn(acc[i], x_scales[m]);
+        if (bias) v = __fadd_rn(v, bias[n]);
+        store_out(out + m * N + n, v);
+      }
+    }
+  }
+}
+
 void check_cuda_scales(const at::Tensor& scales, const char* name) {
   const at::Tensor s = scales.to(at::kFloat);
   TORCH_CHECK(at::logical_and(s > 0, s.isfinite()).all().item<bool>(), name,
@@ -271,11 +348,22 @@ at::Tensor gemm_impl(const at::Tensor& codes_in, const at::Tensor& x_scales_in,
                   unsigned(std::min<int64_t>((s.M + kRows - 1) / kRows, 65535)));
   const dim3 block(32 * kGemmWarps);
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const bool tensor_cores = s.M >= 16 && group_size % 32 == 0;
+  const at::Tensor rowsums = x_rowsums.contiguous();
   auto launch = [&](auto* o) {
-    gemm_kernel<<<grid, block, 0, stream>>>(
-        codes.data_ptr<int8_t>(), x_scales.data_ptr<float>(),
-        reinterpret_cast<const uint32_t*>(packed.data_ptr<uint8_t>()), w_scales.data_ptr<float>(),
-        b32.defined() ? b32.data_ptr<float>() : nullptr, s.M, s.N, s.K, group_size, o);
+    const uint32_t* pk = reinterpret_cast<const uint32_t*>(packed.data_ptr<uint8_t>());
+    const float* bp = b32.defined() ? b32.data_ptr<float>() : nullptr;
+    if (tensor_cores) {
+      const dim3 g2(unsigned((s.N + 8 * kMmaWarps - 1) / (8 * kMmaWarps)),
+                    unsigned(std::min<int64_t>((s.M + 15) / 16, 65535)));
+      gemm_mma_kernel<<<g2, dim3(32 * kMmaWarps), 0, stream>>>(
+          codes.data_ptr<int8_t>(), x_scales.data_ptr<float>(), rowsums.data_ptr<int32_t>(), pk,
+          w_scales.data_ptr<float>(), bp, s.M, s.N, s.K, group_size, o);
+    } else {
+      gemm_kernel<<<grid, block, 0, stream>>>(codes.data_ptr<int8_t>(), x_scales.data_ptr<float>(),
+                                              pk, w_scales.data_ptr<float>(), bp, s.M, s.N, s.K,
+                                              group_size, o);
+    }
   };
   switch (out_dtype) {
     case at::kFloat: launch(out.data_ptr<float>()); break;
