@@ -164,6 +164,13 @@ def test_targets(capsys):
     assert len(vlmkern.quant.quantized_layers(q)) == n_lang + n_vis + 2 + 1  # + projector, lm_head
     with torch.no_grad():
         assert torch.isfinite(q(**inputs).logits).all()
+    qwen, qwen_inputs = tiny_qwen2_5_vl("sdpa")
+    q = vlmkern.quantize(copy.deepcopy(qwen), targets="all", progress=False)
+    assert isinstance(q.model.visual.merger.mlp[0], W4A8Linear) and isinstance(q.lm_head, W4A8Linear)
+    with torch.no_grad():
+        assert torch.isfinite(q(**qwen_inputs).logits).all()
+    with pytest.raises(ValueError, match="has no 'projector' part"):
+        vlmkern.quantize(copy.deepcopy(qwen), targets=["projector"], progress=False)
     with pytest.raises(ValueError, match="targets: expected 'all' or names from"):
         vlmkern.quantize(model, targets="decoder")
     with pytest.raises(ValueError, match="scheme must be one of"):

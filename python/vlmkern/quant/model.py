@@ -47,6 +47,7 @@ def _target_linears(model, targets) -> list[tuple[str, torch.nn.Linear]]:
     """(qualified name, module) of every nn.Linear the targets cover, in model order."""
     names = {id(m): n for n, m in model.named_modules()}
     chosen: dict[str, torch.nn.Module] = {}
+    every = isinstance(targets, str) and targets == "all"
     for t in _resolve_targets(targets):
         part = None
         for path in _PARTS[t]:
@@ -54,6 +55,8 @@ def _target_linears(model, targets) -> list[tuple[str, torch.nn.Linear]]:
             if part is not None:
                 break
         if part is None:
+            if every:  # "all": the parts this family has (Qwen's projector is inside its vision tower)
+                continue
             raise ValueError(f"targets: {type(model).__name__} has no {t!r} part (looked for "
                              f"{', '.join(_PARTS[t])})")
         if isinstance(part, torch.nn.Linear):
