@@ -8,6 +8,7 @@
 #include <cfloat>
 
 #include "core/op_checks.h"
+#include "core/w4a8_host.h"
 #include "cpu/w4a8_kernel.h"
 #include "math/w4a8.h"
 #include "ops.h"
@@ -26,11 +27,6 @@ cpu::DType to_dtype(at::ScalarType t) {
   }
 }
 
-// Rows of x as a 2-d [M, K] tensor with a contiguous last dim.
-at::Tensor rows_2d(const at::Tensor& x) {
-  const at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, x.size(-1)});
-  return last_dim_contiguous(x2);
-}
 
 void check_scale_values(const at::Tensor& scales, const char* name) {
   // one pass over N * K/G floats; done when weights are packed, not per call
@@ -45,19 +41,10 @@ void check_scale_values(const at::Tensor& scales, const char* name) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const at::Tensor& x_in,
                                                                            int64_t group_size) {
-  TORCH_CHECK(x_in.dim() >= 1, "x: expected a tensor [..., K], got ", describe(x_in));
-  VLMKERN_CHECK_FLOATING(x_in, "x");
-  const int64_t K = x_in.size(-1);
-  check_w4a8_group(K, group_size, "x");
-  const at::Tensor x = rows_2d(x_in);
-  const int64_t M = x.size(0);
-  std::vector<int64_t> lead(x_in.sizes().begin(), x_in.sizes().end() - 1);
-  std::vector<int64_t> cs = lead, rs = lead;
-  cs.push_back(K);
-  rs.push_back(K / group_size);
-  at::Tensor codes = at::empty(cs, x.options().dtype(at::kChar));
-  at::Tensor scales = at::empty(lead, x.options().dtype(at::kFloat));
-  at::Tensor rowsums = at::empty(rs, x.options().dtype(at::kInt));
+  W4A8QuantSetup q = w4a8_quant_setup(x_in, group_size);
+  const at::Tensor& x = q.x;
+  const int64_t M = q.M, K = q.K;
+  at::Tensor codes = q.codes, scales = q.scales, rowsums = q.rowsums;
   if (M == 0) return {codes, scales, rowsums};
   cpu::W4A8QuantArgs a{to_dtype(x.scalar_type()), x.data_ptr(), M, K, group_size, x.stride(0),
                        codes.data_ptr<int8_t>(), scales.data_ptr<float>(),
@@ -141,14 +128,8 @@ at::Tensor w4a8_gemm_cpu(const at::Tensor& codes, const at::Tensor& x_scales,
 at::Tensor w4a8_linear_cpu(const at::Tensor& x, const at::Tensor& packed,
                            const at::Tensor& w_scales, int64_t group_size,
                            const std::optional<at::Tensor>& bias) {
-  check_w4a8_linear_devices(x, packed, w_scales, bias);
-  auto [codes, xs, rs] = quantize_per_token_int8_cpu(x, group_size);
-  const int64_t K = x.size(-1);
-  const at::Tensor out = gemm_impl(codes.view({-1, K}), xs.view({-1}), rs.view({-1, K / group_size}),
-                                   packed, w_scales, group_size, bias, x.scalar_type());
-  std::vector<int64_t> os(x.sizes().begin(), x.sizes().end() - 1);
-  os.push_back(w_scales.size(0));
-  return out.view(os);
+  return w4a8_linear_with(x, packed, w_scales, group_size, bias, quantize_per_token_int8_cpu,
+                          gemm_impl);
 }
 
 const char* w4a8_cpu_path() { return cpu::w4a8_path_name(cpu_isa()); }

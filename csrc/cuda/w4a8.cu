@@ -37,6 +37,7 @@
 #include <cstdint>
 
 #include "core/op_checks.h"
+#include "core/w4a8_host.h"
 #include "math/convert.h"
 #include "math/w4a8.h"
 #include "ops.h"
@@ -259,29 +260,16 @@ void check_cuda_scales(const at::Tensor& scales, const char* name) {
               (~s.isfinite()).sum().item<int64_t>(), " non-finite values");
 }
 
-at::Tensor rows_2d(const at::Tensor& x) {
-  const at::Tensor x2 = x.dim() == 2 ? x : x.reshape({-1, x.size(-1)});
-  return last_dim_contiguous(x2);
-}
 
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cuda(const at::Tensor& x_in,
                                                                             int64_t group_size) {
-  TORCH_CHECK(x_in.dim() >= 1, "x: expected a tensor [..., K], got ", describe(x_in));
-  VLMKERN_CHECK_FLOATING(x_in, "x");
-  const int64_t K = x_in.size(-1);
-  check_w4a8_group(K, group_size, "x");
   const c10::cuda::CUDAGuard guard(x_in.device());
-  const at::Tensor x = rows_2d(x_in);
-  const int64_t M = x.size(0);
-  std::vector<int64_t> lead(x_in.sizes().begin(), x_in.sizes().end() - 1);
-  std::vector<int64_t> cs = lead, rs = lead;
-  cs.push_back(K);
-  rs.push_back(K / group_size);
-  at::Tensor codes = at::empty(cs, x.options().dtype(at::kChar));
-  at::Tensor scales = at::empty(lead, x.options().dtype(at::kFloat));
-  at::Tensor rowsums = at::empty(rs, x.options().dtype(at::kInt));
+  W4A8QuantSetup q = w4a8_quant_setup(x_in, group_size);
+  const at::Tensor& x = q.x;
+  const int64_t M = q.M, K = q.K;
+  at::Tensor codes = q.codes, scales = q.scales, rowsums = q.rowsums;
   if (M == 0) return {codes, scales, rowsums};
   TORCH_CHECK(M < (int64_t(1) << 31), "x: too many rows for one launch (", M, ")");
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -388,15 +376,8 @@ at::Tensor w4a8_gemm_cuda(const at::Tensor& codes, const at::Tensor& x_scales,
 at::Tensor w4a8_linear_cuda(const at::Tensor& x, const at::Tensor& packed,
                             const at::Tensor& w_scales, int64_t group_size,
                             const std::optional<at::Tensor>& bias) {
-  check_w4a8_linear_devices(x, packed, w_scales, bias);
-  auto [codes, xs, rs] = quantize_per_token_int8_cuda(x, group_size);
-  const int64_t K = x.size(-1);
-  const at::Tensor out = gemm_impl(codes.view({-1, K}), xs.view({-1}),
-                                   rs.view({-1, K / group_size}), packed, w_scales, group_size,
-                                   bias, x.scalar_type());
-  std::vector<int64_t> os(x.sizes().begin(), x.sizes().end() - 1);
-  os.push_back(w_scales.size(0));
-  return out.view(os);
+  return w4a8_linear_with(x, packed, w_scales, group_size, bias, quantize_per_token_int8_cuda,
+                          gemm_impl);
 }
 
 TORCH_LIBRARY_IMPL(vlmkern, CUDA, m) {
