@@ -105,18 +105,6 @@ def _text_inputs(n: int = 32, seed: int = 0):
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def _weight_bytes(model) -> int:
-    from vlmkern.nn import W4A8Linear
-
-    total = 0
-    for m in model.modules():
-        if isinstance(m, W4A8Linear):
-            total += m.weight_bytes()
-        elif isinstance(m, torch.nn.Linear):
-            total += m.weight.numel() * m.weight.element_size()
-    return total
-
-
 def test_e2e_w4a8_decode_and_fastv_prefill(benchmark):
     """One table: decode tokens/s of the Qwen2-VL-2B-shaped decoder (28 layers,
     hidden 1536, MLP 8960; random weights; a 32000-token vocabulary instead of
@@ -143,12 +131,12 @@ def test_e2e_w4a8_decode_and_fastv_prefill(benchmark):
                       "visual_tokens": f"{n_in}->{n_out}"}
 
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    run("bf16 text32", bf16, text, 0, 0, _weight_bytes(bf16))
+    run("bf16 text32", bf16, text, 0, 0, demo.linear_weight_bytes(bf16))
     del bf16
-    run("fp32 text32", model, text, 0, 0, _weight_bytes(model))
-    run("fp32 photo", model, photo, n_img, n_img, _weight_bytes(model))
+    run("fp32 text32", model, text, 0, 0, demo.linear_weight_bytes(model))
+    run("fp32 photo", model, photo, n_img, n_img, demo.linear_weight_bytes(model))
     vlmkern.quantize(model, "w4a8", group_size=128, progress=False)
-    wq = _weight_bytes(model)
+    wq = demo.linear_weight_bytes(model)
     run("w4a8 text32", model, text, 0, 0, wq)
     run("w4a8 photo", model, photo, n_img, n_img, wq)
     patch = vlmkern.apply(model, method="fastv", layer=3, keep_ratio=0.25)

@@ -9,6 +9,17 @@
 
 namespace vlmkern {
 
+// Every scale finite and > 0, else an error naming the argument and counting the
+// bad values. One pass over N * K/G floats (a device sync on CUDA): done when
+// weights are packed, and by the CPU GEMM only after its kernel flagged one.
+inline void check_w4a8_scale_values(const at::Tensor& scales, const char* name) {
+  const at::Tensor s = scales.to(at::kFloat);
+  const bool ok = s.numel() == 0 || at::logical_and(s > 0, s.isfinite()).all().item<bool>();
+  TORCH_CHECK(ok, name, ": expected finite, strictly positive scales (fold a sign into the ",
+              "nibbles), found ", (s <= 0).sum().item<int64_t>(), " non-positive and ",
+              (~s.isfinite()).sum().item<int64_t>(), " non-finite values");
+}
+
 // x [..., K] viewed as [M, K] rows with a contiguous last dim, and the
 // quantizer's outputs allocated with x's leading shape.
 struct W4A8QuantSetup {

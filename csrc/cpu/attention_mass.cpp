@@ -6,20 +6,12 @@
 
 #include "core/op_checks.h"
 #include "cpu/attention_mass_kernel.h"
+#include "cpu/torch_dtype.h"
 #include "math/softmax.h"
 #include "ops.h"
 
 namespace vlmkern {
 namespace {
-
-cpu::DType to_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cpu::DType::kF32;
-    case at::kBFloat16: return cpu::DType::kBF16;
-    case at::kHalf: return cpu::DType::kF16;
-    default: TORCH_CHECK_NOT_IMPLEMENTED(false, "attention_mass: unsupported dtype ", t);
-  }
-}
 
 }  // namespace
 
@@ -39,7 +31,7 @@ at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, in
   if (span == 0 || s.B == 0) return out;
 
   cpu::AttentionMassArgs a{};
-  a.dtype = to_dtype(q.scalar_type());
+  a.dtype = cpu::to_dtype(q.scalar_type(), "attention_mass");
   a.q = q.data_ptr();
   a.k = k.data_ptr();
   a.B = s.B; a.Hq = s.Hq; a.Hkv = s.Hkv; a.Lq = s.Lq; a.Lk = s.Lk; a.D = s.D;

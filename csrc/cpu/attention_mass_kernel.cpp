@@ -12,39 +12,23 @@
 namespace vlmkern::cpu {
 namespace {
 
-using math::Bf16;
-using math::Fp16;
 
 constexpr int kRowBlock = 32;   // query rows scored per tile (a multiple of 8)
 constexpr int kMaxDPad = 1024;  // head_dim limit of the CPU kernel (checked by the op)
-
-template <typename T>
-float load_f(const void* p, int64_t i) {
-  return math::to_float(static_cast<const T*>(p)[i]);
-}
-
-float load_any(DType dt, const void* p, int64_t i) {
-  switch (dt) {
-    case DType::kF32: return load_f<float>(p, i);
-    case DType::kBF16: return load_f<Bf16>(p, i);
-    case DType::kF16: return load_f<Fp16>(p, i);
-  }
-  return 0.f;
-}
 
 // ---- scalar pieces -----------------------------------------------------------------
 int64_t scalar_q_pitch(DType, int D) { return int64_t(D) * 4; }
 
 void scalar_prep_q_row(DType dt, const void* q_row, int D, void* dst) {
   float* out = static_cast<float*>(dst);
-  for (int d = 0; d < D; ++d) out[d] = load_any(dt, q_row, d);
+  for (int d = 0; d < D; ++d) out[d] = load_as_float(dt, q_row, d);
 }
 
 void scalar_scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k,
                    int64_t k_sl, int n, int D, float scale2, float* S, int ldS) {
   float kf[kMaxDPad];
   for (int j = 0; j < n; ++j) {
-    for (int d = 0; d < D; ++d) kf[d] = load_any(dt, k, int64_t(j) * k_sl + d);
+    for (int d = 0; d < D; ++d) kf[d] = load_as_float(dt, k, int64_t(j) * k_sl + d);
     for (int r = 0; r < rows; ++r) {
       const float* q = reinterpret_cast<const float*>(qbuf + r * q_pitch);
       float acc = 0.f;

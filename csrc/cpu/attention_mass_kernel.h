@@ -16,10 +16,9 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
+#include "cpu/dtype.h"
 
 namespace vlmkern::cpu {
-
-enum class DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
 struct AttentionMassArgs {
   DType dtype;

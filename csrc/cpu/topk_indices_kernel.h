@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "cpu/attention_mass_kernel.h"  // DType
+#include "cpu/dtype.h"
 
 namespace vlmkern::cpu {
 

@@ -5,10 +5,10 @@
 #include <torch/library.h>
 
 #include <atomic>
-#include <cfloat>
 
 #include "core/op_checks.h"
 #include "core/w4a8_host.h"
+#include "cpu/torch_dtype.h"
 #include "cpu/w4a8_kernel.h"
 #include "math/w4a8.h"
 #include "ops.h"
@@ -17,25 +17,6 @@ namespace vlmkern {
 namespace {
 
 constexpr int64_t NB = math::kW4A8CpuBlock;
-
-cpu::DType to_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return cpu::DType::kF32;
-    case at::kBFloat16: return cpu::DType::kBF16;
-    case at::kHalf: return cpu::DType::kF16;
-    default: TORCH_CHECK_NOT_IMPLEMENTED(false, "w4a8: unsupported dtype ", t);
-  }
-}
-
-
-void check_scale_values(const at::Tensor& scales, const char* name) {
-  // one pass over N * K/G floats; done when weights are packed, not per call
-  const at::Tensor s = scales.to(at::kFloat);
-  const bool ok = s.numel() == 0 || at::logical_and(s > 0, s.isfinite()).all().item<bool>();
-  TORCH_CHECK(ok, name, ": expected finite, strictly positive scales (fold a sign into the ",
-              "nibbles), found ", (s <= 0).sum().item<int64_t>(), " non-positive and ",
-              (~s.isfinite()).sum().item<int64_t>(), " non-finite values");
-}
 
 }  // namespace
 
@@ -46,9 +27,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const
   const int64_t M = q.M, K = q.K;
   at::Tensor codes = q.codes, scales = q.scales, rowsums = q.rowsums;
   if (M == 0) return {codes, scales, rowsums};
-  cpu::W4A8QuantArgs a{to_dtype(x.scalar_type()), x.data_ptr(), M, K, group_size, x.stride(0),
-                       codes.data_ptr<int8_t>(), scales.data_ptr<float>(),
-                       rowsums.data_ptr<int32_t>()};
+  cpu::W4A8QuantArgs a{cpu::to_dtype(x.scalar_type(), "quantize_per_token_int8"),
+                       x.data_ptr(), M, K, group_size, x.stride(0), codes.data_ptr<int8_t>(),
+                       scales.data_ptr<float>(), rowsums.data_ptr<int32_t>()};
   const CpuIsa isa = cpu_isa();
   const int64_t grain = std::max<int64_t>(1, 16384 / K);
   at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) { cpu::w4a8_quantize_rows(a, isa, m0, m1); });
@@ -58,9 +39,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const
 at::Tensor w4a8_pack_cpu(const at::Tensor& weight_in, const at::Tensor& scales, int64_t group_size) {
   check_w4a8_weight(weight_in, scales, group_size);
   const int64_t N = weight_in.size(0), K = weight_in.size(1) * 2;
-  TORCH_CHECK(K % 8 == 0, "weight: the CPU kernels need K % 8 == 0, got K=", K,
-              " (W4A8Linear pads such layers)");
-  check_scale_values(scales, "scales");
+  check_w4a8_scale_values(scales, "scales");
   const at::Tensor weight = weight_in.contiguous();
   const int64_t nblocks = (N + NB - 1) / NB;
   at::Tensor packed = at::empty({nblocks, K / 8, NB * 4}, weight.options());
@@ -101,7 +80,7 @@ at::Tensor gemm_impl(const at::Tensor& codes_in, const at::Tensor& x_scales_in,
   a.bias = b32.defined() ? b32.data_ptr<float>() : nullptr;
   a.M = s.M; a.N = s.N; a.K = s.K; a.G = group_size;
   a.out = out.data_ptr();
-  a.out_dtype = to_dtype(out_dtype);
+  a.out_dtype = cpu::to_dtype(out_dtype, "w4a8_gemm");
 
   // The kernel reads every weight scale while staging a block; it flags bad
   // ones instead of a separate pass (zero cost, error after the fact).
@@ -110,7 +89,7 @@ at::Tensor gemm_impl(const at::Tensor& codes_in, const at::Tensor& x_scales_in,
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     if (cpu::w4a8_gemm_blocks(a, isa, b0, b1)) bad_scale.store(true, std::memory_order_relaxed);
   });
-  if (bad_scale.load()) check_scale_values(w_scales, "w_scales");
+  if (bad_scale.load()) check_w4a8_scale_values(w_scales, "w_scales");
   return out;
 }
 

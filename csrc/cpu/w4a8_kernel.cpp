@@ -15,21 +15,12 @@ namespace {
 
 constexpr int NB = math::kW4A8CpuBlock;
 
-float load_elem(DType dt, const void* p, int64_t i) {
-  switch (dt) {
-    case DType::kF32: return static_cast<const float*>(p)[i];
-    case DType::kBF16: return math::bf16_to_float(static_cast<const uint16_t*>(p)[i]);
-    case DType::kF16: return math::fp16_to_float(static_cast<const uint16_t*>(p)[i]);
-  }
-  return 0.f;
-}
-
 void scalar_quantize_row(DType dt, const void* x, int64_t K, int64_t G, int8_t* codes,
                          float* scale, int32_t* rowsums) {
   float amax = 0.f;
   bool finite = true;
   for (int64_t k = 0; k < K; ++k) {
-    const float v = std::fabs(load_elem(dt, x, k));
+    const float v = std::fabs(load_as_float(dt, x, k));
     finite &= v <= 3.4028234663852886e38f;  // false for inf and NaN
     amax = v > amax ? v : amax;
   }
@@ -38,7 +29,7 @@ void scalar_quantize_row(DType dt, const void* x, int64_t K, int64_t G, int8_t* 
   for (int64_t g = 0; g < K / G; ++g) {
     int32_t s = 0;
     for (int64_t k = g * G; k < (g + 1) * G; ++k) {
-      const int32_t c = finite ? math::act_code(load_elem(dt, x, k), inv) : 0;
+      const int32_t c = finite ? math::act_code(load_as_float(dt, x, k), inv) : 0;
       codes[k] = int8_t(c);
       s += c;
     }

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
-#include "cpu/attention_mass_kernel.h"  // DType
+#include "cpu/dtype.h"
 
 namespace vlmkern::cpu {
 

@@ -252,13 +252,6 @@ __global__ void gemm_mma_kernel(const int8_t* __restrict__ codes, const float* _
   }
 }
 
-void check_cuda_scales(const at::Tensor& scales, const char* name) {
-  const at::Tensor s = scales.to(at::kFloat);
-  TORCH_CHECK(at::logical_and(s > 0, s.isfinite()).all().item<bool>(), name,
-              ": expected finite, strictly positive scales (fold a sign into the nibbles), found ",
-              (s <= 0).sum().item<int64_t>(), " non-positive and ",
-              (~s.isfinite()).sum().item<int64_t>(), " non-finite values");
-}
 
 
 }  // namespace
@@ -292,10 +285,8 @@ at::Tensor w4a8_pack_cuda(const at::Tensor& weight_in, const at::Tensor& scales,
                           int64_t group_size) {
   check_w4a8_weight(weight_in, scales, group_size);
   const int64_t N = weight_in.size(0), K = weight_in.size(1) * 2;
-  TORCH_CHECK(K % 8 == 0, "weight: the kernels need K % 8 == 0, got K=", K,
-              " (W4A8Linear pads such layers)");
   const c10::cuda::CUDAGuard guard(weight_in.device());
-  check_cuda_scales(scales, "scales");
+  check_w4a8_scale_values(scales, "scales");
   const at::Tensor weight = weight_in.contiguous();
   at::Tensor packed = at::empty({N, K / 8, 4}, weight.options());
   const int64_t units = N * (K / 8);

@@ -172,7 +172,7 @@ def main(args) -> int:
         fast = _run(model, inputs, args.max_new_tokens, n_img, kept)
     finally:
         patch.revert()
-    w_float = _linear_weight_bytes(model)
+    w_float = linear_weight_bytes(model.model.language_model)
     quant = None
     if args.quant != "none":
         vlmkern.quantize(model, args.quant, group_size=128, progress=True)
@@ -184,7 +184,7 @@ def main(args) -> int:
     runs = [base, fast] + ([quant] if quant else [])
     heads = ["unpatched", f"FastV K={args.layer} keep={args.keep_ratio}"] + (
         [f"+ {args.quant.upper()} g128"] if quant else [])
-    w_quant = _linear_weight_bytes(model)
+    w_quant = linear_weight_bytes(model.model.language_model)
     rows = [("visual tokens in -> out", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
             ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
             ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
@@ -207,12 +207,12 @@ def main(args) -> int:
     return 0
 
 
-def _linear_weight_bytes(model) -> int:
-    """Bytes of the language model's linear-layer weights (W4A8: nibbles + scales)."""
+def linear_weight_bytes(module) -> int:
+    """Bytes of the linear-layer weights under ``module`` (W4A8: nibbles + scales)."""
     from vlmkern.nn import W4A8Linear
 
     total = 0
-    for m in model.model.language_model.modules():
+    for m in module.modules():
         if isinstance(m, W4A8Linear):
             total += m.weight_bytes()
         elif isinstance(m, torch.nn.Linear):

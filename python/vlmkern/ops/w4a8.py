@@ -48,8 +48,8 @@ def w4a8_pack(weight: torch.Tensor, scales: torch.Tensor, group_size: int) -> to
     """Reorder logical nibbles ``[N, K/2]`` uint8 into this device's kernel layout.
 
     ``scales`` (``[N, K/group_size]``) is validated here (finite, > 0): a bad
-    scale is an error at load, not garbage at run time. The CPU layout needs
-    ``K % 8 == 0`` (``W4A8Linear`` pads K; N is padded by the packing).
+    scale is an error at load, not garbage at run time. Any N (the packing
+    pads it); ``K % group_size == 0`` (``W4A8Linear`` pads K).
     """
     return _ops.w4a8_pack(weight, scales, int(group_size))
 

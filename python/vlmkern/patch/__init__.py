@@ -82,6 +82,7 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
 
     if quant is not None:
         from vlmkern.quant import QUANT_SCHEMES, quantize
+        from vlmkern.quant.model import parent_and_child
 
         if quant not in QUANT_SCHEMES:
             raise ValueError(f"quant must be None or one of {QUANT_SCHEMES}, got {quant!r}")
@@ -94,9 +95,8 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
                          calibration=calibration, progress=progress, _replaced=replaced)
             finally:  # record what was swapped even if quantize failed part-way
                 for name, original in replaced:
-                    parent_name, _, child = name.rpartition(".")
-                    parent = model.get_submodule(parent_name) if parent_name else model
-                    handle.swapped_module(parent, child, original, f"{name}: W4A8Linear")
+                    handle.swapped_module(*parent_and_child(model, name), original,
+                                          f"{name}: W4A8Linear")
         InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
     except BaseException:
         handle.revert()  # leave the model as it was

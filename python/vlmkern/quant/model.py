@@ -70,9 +70,14 @@ def _target_linears(model, targets) -> list[tuple[str, torch.nn.Linear]]:
     return sorted(chosen.items(), key=lambda kv: order[kv[0]])
 
 
-def _set_module(model, name: str, new: torch.nn.Module) -> torch.nn.Module:
+def parent_and_child(model, name: str) -> tuple[torch.nn.Module, str]:
+    """(the module holding ``name``, the attribute name inside it)."""
     parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
+    return (model.get_submodule(parent_name) if parent_name else model), child
+
+
+def _set_module(model, name: str, new: torch.nn.Module) -> torch.nn.Module:
+    parent, child = parent_and_child(model, name)
     old = getattr(parent, child)
     take_hooks(new, old)
     setattr(parent, child, new)
@@ -189,12 +194,12 @@ def awq_search(linear: torch.nn.Linear, x: torch.Tensor, group_size: int | None,
     ref = x @ w.t()
     act = x.abs().mean(0).clamp_min(1e-5)
     best_err, best_s = math.inf, None
+    lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device="meta")
+    lin.weight = torch.nn.Parameter(w, requires_grad=False)  # the float weight on the CPU, no bias
     for i in range(grid):
         a = i / grid
         s = act.pow(a)
         s = s / (s.max() * s.min()).sqrt()
-        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
-        lin.weight.data = w
         q = W4A8Linear.from_linear(lin, group_size=group_size, smooth=None if i == 0 else s)
         err = (q(x) - ref).pow(2).sum().item()
         if err < best_err:

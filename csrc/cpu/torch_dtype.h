@@ -1,0 +1,18 @@
+// The CPU kernels' DType of a torch dtype (the op files' side of cpu/dtype.h).
+#pragma once
+#include <ATen/ATen.h>
+
+#include "cpu/dtype.h"
+
+namespace vlmkern::cpu {
+
+inline DType to_dtype(at::ScalarType t, const char* op) {
+  switch (t) {
+    case at::kFloat: return DType::kF32;
+    case at::kBFloat16: return DType::kBF16;
+    case at::kHalf: return DType::kF16;
+    default: TORCH_CHECK_NOT_IMPLEMENTED(false, op, ": unsupported dtype ", t);
+  }
+}
+
+}  // namespace vlmkern::cpu
