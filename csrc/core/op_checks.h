@@ -69,6 +69,17 @@ inline void check_topk_args(const at::Tensor& scores, const at::Tensor& keep, in
   VLMKERN_CHECK_SAME_DEVICE(keep, "keep", scores, "scores");
   TORCH_CHECK(0 <= k_max && k_max <= scores.size(1), "k_max: expected 0 <= k_max <= N=",
               scores.size(1), ", got ", k_max);
+  // The values too, on every backend (on CUDA this reads two numbers back: a
+  // device sync, the price of raising here rather than clamping silently).
+  if (keep.numel() > 0) {
+    const auto [lo, hi] = at::aminmax(keep);
+    if (lo.item<int64_t>() < 0 || hi.item<int64_t>() > k_max) {
+      const at::Tensor bad = at::logical_or(keep < 0, keep > k_max).nonzero().cpu();
+      const int64_t b = bad[0][0].item<int64_t>();
+      TORCH_CHECK(false, "keep: expected values in [0, k_max=", k_max, "], got keep[", b,
+                  "]=", keep[b].item<int64_t>());
+    }
+  }
 }
 
 

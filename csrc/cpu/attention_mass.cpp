@@ -6,14 +6,11 @@
 
 #include "core/op_checks.h"
 #include "cpu/attention_mass_kernel.h"
-#include "cpu/torch_dtype.h"
+#include "core/torch_dtype.h"
 #include "math/softmax.h"
 #include "ops.h"
 
 namespace vlmkern {
-namespace {
-
-}  // namespace
 
 at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, int64_t key_start,
                               int64_t key_end, bool causal, double scale,
@@ -31,7 +28,7 @@ at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, in
   if (span == 0 || s.B == 0) return out;
 
   cpu::AttentionMassArgs a{};
-  a.dtype = cpu::to_dtype(q.scalar_type(), "attention_mass");
+  a.dtype = to_dtype(q.scalar_type(), "attention_mass");
   a.q = q.data_ptr();
   a.k = k.data_ptr();
   a.B = s.B; a.Hq = s.Hq; a.Hkv = s.Hkv; a.Lq = s.Lq; a.Lk = s.Lk; a.D = s.D;
@@ -43,36 +40,15 @@ at::Tensor attention_mass_cpu(const at::Tensor& q_in, const at::Tensor& k_in, in
   a.key_end = key_end;
   a.causal = causal;
   a.scale2 = float(scale) * math::kLog2e;
-  a.chunk = cpu::attention_mass_chunk(s.Lk, s.D);
-  a.n_chunks = (s.Lk + a.chunk - 1) / a.chunk;
-
-  const CpuIsa isa = cpu_isa();
-  a.q_pitch = cpu::attention_mass_q_pitch(a.dtype, isa, s.D);
-  a.rg_pad = cpu::attention_mass_rg_pad(s.Hq, s.Hkv, s.Lq);
-  at::Tensor qprep = at::empty({s.B * s.Hkv * a.rg_pad * a.q_pitch}, q.options().dtype(at::kByte));
-  a.qprep = qprep.data_ptr<uint8_t>();
-
-  const int64_t R = s.Hq * s.Lq;
-  at::Tensor ws = at::empty({2 * s.B * a.n_chunks * R + 2 * s.B * R}, out.options());
-  float* w = ws.data_ptr<float>();
-  a.part_m = w;
-  a.part_l = w + s.B * a.n_chunks * R;
-  a.row_m = w + 2 * s.B * a.n_chunks * R;
-  a.row_coef = a.row_m + s.B * R;
   a.out = out.data_ptr<float>();
 
-  at::parallel_for(0, s.B * s.Hkv, 1, [&](int64_t t0, int64_t t1) {
-    cpu::attention_mass_prep(a, isa, t0, t1);
-  });
-  const int64_t tasks = s.B * a.n_chunks;
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    cpu::attention_mass_stats(a, isa, t0, t1);
-  });
-  at::parallel_for(0, s.B * R, 64, [&](int64_t r0, int64_t r1) {
-    cpu::attention_mass_combine(a, r0, r1);
-  });
-  at::parallel_for(0, tasks, 1, [&](int64_t t0, int64_t t1) {
-    cpu::attention_mass_accumulate(a, isa, t0, t1);
+  const CpuIsa isa = cpu_isa();
+  const cpu::AttentionMassWorkspace wsz = cpu::attention_mass_plan(a, isa);
+  const at::Tensor qprep = at::empty({wsz.qprep_bytes}, q.options().dtype(at::kByte));
+  const at::Tensor ws = at::empty({wsz.floats}, out.options());
+  cpu::attention_mass_bind(a, qprep.data_ptr<uint8_t>(), ws.data_ptr<float>());
+  cpu::attention_mass_run(a, isa, [](int64_t b0, int64_t b1, int64_t grain, const auto& fn) {
+    at::parallel_for(b0, b1, grain, fn);
   });
   return out;
 }

@@ -101,6 +101,24 @@ void fill_bias(const AttentionMassArgs& a, TaskScratch& sc, int64_t b, int64_t c
 
 }  // namespace
 
+AttentionMassWorkspace attention_mass_plan(AttentionMassArgs& a, CpuIsa isa) {
+  a.chunk = attention_mass_chunk(a.Lk, a.D);
+  a.n_chunks = (a.Lk + a.chunk - 1) / a.chunk;
+  a.q_pitch = attention_mass_q_pitch(a.dtype, isa, a.D);
+  a.rg_pad = attention_mass_rg_pad(a.Hq, a.Hkv, a.Lq);
+  const int64_t R = a.Hq * a.Lq;
+  return {a.B * a.Hkv * a.rg_pad * a.q_pitch, 2 * a.B * a.n_chunks * R + 2 * a.B * R};
+}
+
+void attention_mass_bind(AttentionMassArgs& a, uint8_t* qprep, float* ws) {
+  const int64_t R = a.Hq * a.Lq, part = a.B * a.n_chunks * R;
+  a.qprep = qprep;
+  a.part_m = ws;
+  a.part_l = ws + part;
+  a.row_m = ws + 2 * part;
+  a.row_coef = a.row_m + a.B * R;
+}
+
 int64_t attention_mass_q_pitch(DType dt, CpuIsa isa, int64_t D) {
   return pick_ops(isa).q_pitch(dt, int(D));
 }

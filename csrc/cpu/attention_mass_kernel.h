@@ -16,7 +16,7 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
-#include "cpu/dtype.h"
+#include "core/dtype.h"
 
 namespace vlmkern::cpu {
 
@@ -45,6 +45,21 @@ struct AttentionMassArgs {
   int64_t q_pitch, rg_pad;
 };
 
+// Sets a.chunk, a.n_chunks, a.q_pitch and a.rg_pad from the shape, dtype and
+// ISA; returns the workspace a call needs.
+struct AttentionMassWorkspace {
+  int64_t qprep_bytes;  // prepared query rows
+  int64_t floats;       // partial stats, row maxima and coefficients
+};
+AttentionMassWorkspace attention_mass_plan(AttentionMassArgs& a, CpuIsa isa);
+// Points a.qprep, a.part_m, a.part_l, a.row_m and a.row_coef into the workspace.
+void attention_mass_bind(AttentionMassArgs& a, uint8_t* qprep, float* ws);
+
+// The whole computation. par(begin, end, grain, fn) runs fn(b0, b1) over
+// subranges of [begin, end) (at::parallel_for in the op, a plain call in tests).
+template <class ParallelFor>
+void attention_mass_run(const AttentionMassArgs& a, CpuIsa isa, ParallelFor&& par);
+
 // Keys per chunk used by the CPU kernel.
 int64_t attention_mass_chunk(int64_t Lk, int64_t D);
 // Bytes per prepared query row, and the prepared buffer size, for this ISA.
@@ -56,6 +71,15 @@ void attention_mass_prep(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int
 void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
 void attention_mass_combine(const AttentionMassArgs& a, int64_t r0, int64_t r1);
 void attention_mass_accumulate(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, int64_t t1);
+
+template <class ParallelFor>
+void attention_mass_run(const AttentionMassArgs& a, CpuIsa isa, ParallelFor&& par) {
+  par(0, a.B * a.Hkv, 1, [&](int64_t t0, int64_t t1) { attention_mass_prep(a, isa, t0, t1); });
+  const int64_t tasks = a.B * a.n_chunks;
+  par(0, tasks, 1, [&](int64_t t0, int64_t t1) { attention_mass_stats(a, isa, t0, t1); });
+  par(0, a.B * a.Hq * a.Lq, 64, [&](int64_t r0, int64_t r1) { attention_mass_combine(a, r0, r1); });
+  par(0, tasks, 1, [&](int64_t t0, int64_t t1) { attention_mass_accumulate(a, isa, t0, t1); });
+}
 
 // Vector pieces of the kernel, one table per instruction set. The scalar table
 // lives in attention_mass_kernel.cpp, the others in attention_mass_{avx2,avx512}.cpp.

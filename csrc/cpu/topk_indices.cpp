@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "core/op_checks.h"
+#include "core/torch_dtype.h"
 #include "cpu/topk_indices_kernel.h"
 #include "ops.h"
 
@@ -14,14 +15,9 @@ at::Tensor topk_indices_cpu(const at::Tensor& scores, const at::Tensor& keep_in,
   const at::Tensor keep = keep_in.contiguous();
   const int64_t B = scores.size(0), N = scores.size(1);
   const int64_t* kp = keep.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b)
-    TORCH_CHECK(kp[b] >= 0 && kp[b] <= k_max, "keep: expected values in [0, k_max=", k_max,
-                "], got keep[", b, "]=", kp[b]);
   at::Tensor out = at::empty({B, k_max}, scores.options().dtype(at::kLong));
   if (B == 0 || k_max == 0) return out;
-  const cpu::DType dt = scores.scalar_type() == at::kFloat      ? cpu::DType::kF32
-                        : scores.scalar_type() == at::kBFloat16 ? cpu::DType::kBF16
-                                                                : cpu::DType::kF16;
+  const DType dt = to_dtype(scores.scalar_type(), "topk_indices");
   int64_t* op = out.data_ptr<int64_t>();
   const void* sp = scores.data_ptr();
   const int64_t sb = scores.stride(0), sn = scores.stride(1);

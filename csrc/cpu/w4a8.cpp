@@ -8,7 +8,7 @@
 
 #include "core/op_checks.h"
 #include "core/w4a8_host.h"
-#include "cpu/torch_dtype.h"
+#include "core/torch_dtype.h"
 #include "cpu/w4a8_kernel.h"
 #include "math/w4a8.h"
 #include "ops.h"
@@ -27,7 +27,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const
   const int64_t M = q.M, K = q.K;
   at::Tensor codes = q.codes, scales = q.scales, rowsums = q.rowsums;
   if (M == 0) return {codes, scales, rowsums};
-  cpu::W4A8QuantArgs a{cpu::to_dtype(x.scalar_type(), "quantize_per_token_int8"),
+  cpu::W4A8QuantArgs a{to_dtype(x.scalar_type(), "quantize_per_token_int8"),
                        x.data_ptr(), M, K, group_size, x.stride(0), codes.data_ptr<int8_t>(),
                        scales.data_ptr<float>(), rowsums.data_ptr<int32_t>()};
   const CpuIsa isa = cpu_isa();
@@ -80,7 +80,7 @@ at::Tensor gemm_impl(const at::Tensor& codes_in, const at::Tensor& x_scales_in,
   a.bias = b32.defined() ? b32.data_ptr<float>() : nullptr;
   a.M = s.M; a.N = s.N; a.K = s.K; a.G = group_size;
   a.out = out.data_ptr();
-  a.out_dtype = cpu::to_dtype(out_dtype, "w4a8_gemm");
+  a.out_dtype = to_dtype(out_dtype, "w4a8_gemm");
 
   // The kernel reads every weight scale while staging a block; it flags bad
   // ones instead of a separate pass (zero cost, error after the fact).

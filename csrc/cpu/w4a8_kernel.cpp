@@ -151,7 +151,7 @@ bool w4a8_stage_scales(const W4A8GemmArgs& a, int64_t nb, int64_t nb_end, float*
     for (int j = 0; j < NB; ++j) {
       const int64_t n = nb * NB + j;
       const float v = n < a.N ? a.w_scales[n * n_groups + g] : 1.f;
-      bad |= !(v > 0.f && v <= 3.4028234663852886e38f);
+      bad |= !math::w4a8_scale_ok(v);
       sw[g * NB + j] = n < a.N ? v : 0.f;
     }
   return bad;

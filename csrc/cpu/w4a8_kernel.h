@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "core/cpu_features.h"
-#include "cpu/dtype.h"
+#include "core/dtype.h"
 
 namespace vlmkern::cpu {
 

@@ -1,400 +1,54 @@
-// CUDA implementation of vlmkern::attention_mass, mirroring the CPU kernel
-// (csrc/cpu/attention_mass_kernel.{h,cpp}): the same split softmax in base-2
-// units (math/softmax.h), two passes over K, no score matrix kept.
-//
-//   kernel 1 (stats)  block = (b, chunk of keys, KV group g, tile of 32 query
-//                     rows of the group). Scores the rows against the chunk in
-//                     32 x 64 tiles and writes the partial (m, l) of each row,
-//                     [B, n_chunks, Hq*Lq], like the CPU's part_m / part_l.
-//   kernel 2 (combine) thread = (b, row): merges the chunks with softmax_merge
-//                     into row_m, and folds head mean, query weight and 1/L
-//                     into row_coef (math::row_coef).
-//   kernel 3 (accumulate) block = (b, 64 keys of [key_start, key_end)): the
-//                     block owns that output slice (no atomics, deterministic).
-//                     It walks every KV group and row tile, recomputes the
-//                     scores and sums coef * exp2(s - M) per key; the 8 warps'
-//                     sums are added in a fixed order and stored once.
-// Score tile (both passes, same code, so pass 2 reproduces pass 1's scores bit
-// for bit and s <= M holds exactly): 256 threads; warp w owns 4 query rows,
-// lane l owns keys l and l+32. Head dim is walked in slices of 64: the slice of
-// the 32 q rows and of the 64 keys is converted to fp32 into shared memory
-// (keys padded to 65 floats: conflict-free column reads), then each thread does
-// 8 fp32 FMAs per 6 shared loads. Global loads are row-contiguous (coalesced).
-// Traffic: pass 1 reads K once per 32-row tile of a group (B*Lk*D*Hq*Lq/32
-// elements in total, mostly from L2: a 64-key x D tile is reused by 32 rows),
-// pass 2 reads Q once per 64-key output tile. Extra memory: 2 floats per
-// (b, chunk, row) plus 2 per (b, row); chunks hold >= 256 keys and there are
-// at most ~65 of them.
+// CUDA implementation of vlmkern::attention_mass: argument checks (shared with
+// the CPU backend), output and workspace, and the launch. The kernels and their
+// launch planning are in attention_mass_kernels.cuh.
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
-#include <algorithm>
-#include <cstdint>
-
 #include "core/op_checks.h"
-#include "math/convert.h"
-#include "math/softmax.h"
+#include "core/torch_dtype.h"
+#include "cuda/attention_mass_kernels.cuh"
 #include "ops.h"
 
 namespace vlmkern {
-namespace {
-
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
-constexpr int kRowsPerWarp = 4;
-constexpr int kRowTile = kWarps * kRowsPerWarp;  // 32 query rows per tile
-constexpr int kKeyTile = 64;                      // 2 keys per lane
-constexpr int kDSlice = 64;                       // head-dim slice staged in smem
-
-struct Params {
-  const void* q;  // [B, Hq, Lq, D], last dim contiguous
-  const void* k;  // [B, Hkv, Lk, D], last dim contiguous
-  int64_t Hq, Hkv, Lq, Lk, D;
-  int64_t q_sb, q_sh, q_sl, k_sb, k_sh, k_sl;  // element strides
-  const bool* key_valid;       // [B, Lk] contiguous, or nullptr
-  const float* query_weights;  // [B, Lq] contiguous, or nullptr
-  int64_t key_start, key_end;
-  bool causal;
-  float scale2;  // softmax scale * log2(e)
-  int64_t chunk, n_chunks;
-  int64_t n_rep, Rg, R, n_rt;  // Hq/Hkv, rows per group, Hq*Lq, row tiles per group
-  float* part_m;    // [B, n_chunks, R]
-  float* part_l;    // [B, n_chunks, R]
-  float* row_m;     // [B, R]
-  float* row_coef;  // [B, R]
-  float* out;       // [B, key_end - key_start]
-};
-
-struct TileSmem {
-  float q[kRowTile][kDSlice];
-  float k[kKeyTile][kDSlice + 1];
-  int64_t q_off[kRowTile];  // element offset of each tile row, -1 past the group
-};
-
-__device__ __forceinline__ float load_f(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float load_f(const math::Bf16* p, int64_t i) {
-  return math::to_float(p[i]);
-}
-__device__ __forceinline__ float load_f(const math::Fp16* p, int64_t i) {
-  return __half2float(__ushort_as_half(p[i].bits));
-}
-
-// Largest causal limit over the rows of tile rr0 (block-uniform): keys at or
-// past it are masked for every row of the tile.
-__device__ __forceinline__ int64_t tile_key_limit(const Params& p, int64_t rr0) {
-  if (!p.causal) return p.Lk;
-  const int64_t last = min(rr0 + kRowTile, p.Rg) - 1;
-  const int64_t max_i = (last / p.Lq != rr0 / p.Lq) ? p.Lq - 1 : last % p.Lq;
-  return math::causal_limit(p.Lk, p.Lq, max_i, true);
-}
-
-// acc[r][c] = q_row . k_key (unscaled, fp32) for this thread's rows
-// rr0 + 4*warp + r of group g and keys kbase + lane + 32*c; keys >= kend and
-// rows past the group read zeros. Must be called by the whole block. `compute`
-// (warp-uniform) lets idle warps skip the FMAs.
-template <typename T>
-__device__ void score_tile(const Params& p, TileSmem& sm, int64_t b, int64_t g, int64_t rr0,
-                           int64_t kbase, int64_t kend, bool compute,
-                           float (&acc)[kRowsPerWarp][2]) {
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const T* q = static_cast<const T*>(p.q);
-  const T* k = static_cast<const T*>(p.k) + b * p.k_sb + g * p.k_sh + kbase * p.k_sl;
-  if (tid < kRowTile) {
-    const int64_t rr = rr0 + tid;
-    int64_t off = -1;
-    if (rr < p.Rg) {
-      const int64_t h = g * p.n_rep + rr / p.Lq, i = rr % p.Lq;
-      off = b * p.q_sb + h * p.q_sh + i * p.q_sl;
-    }
-    sm.q_off[tid] = off;
-  }
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) acc[r][0] = acc[r][1] = 0.f;
-  __syncthreads();
-  const int nk = int(min(int64_t(kKeyTile), kend - kbase));
-  for (int64_t d0 = 0; d0 < p.D; d0 += kDSlice) {
-    const int dn = int(min(int64_t(kDSlice), p.D - d0));
-    for (int e = tid; e < kRowTile * kDSlice; e += kThreads) {
-      const int r = e / kDSlice, d = e % kDSlice;
-      const int64_t off = sm.q_off[r];
-      sm.q[r][d] = (off >= 0 && d < dn) ? load_f(q, off + d0 + d) : 0.f;
-    }
-    for (int e = tid; e < kKeyTile * kDSlice; e += kThreads) {
-      const int c = e / kDSlice, d = e % kDSlice;
-      sm.k[c][d] = (c < nk && d < dn) ? load_f(k, c * p.k_sl + d0 + d) : 0.f;
-    }
-    __syncthreads();
-    if (compute) {
-      // Zero padding makes the full 64-step loop exact for every D.
-#pragma unroll 16
-      for (int d = 0; d < kDSlice; ++d) {
-        const float k0 = sm.k[lane][d], k1 = sm.k[lane + 32][d];
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) {
-          const float qv = sm.q[warp * kRowsPerWarp + r][d];
-          acc[r][0] = fmaf(qv, k0, acc[r][0]);
-          acc[r][1] = fmaf(qv, k1, acc[r][1]);
-        }
-      }
-    }
-    __syncthreads();  // the next slice (or call) overwrites the tiles
-  }
-}
-
-__device__ __forceinline__ bool key_ok(const Params& p, int64_t b, int64_t j, int64_t kend) {
-  return j < kend && (p.key_valid == nullptr || p.key_valid[b * p.Lk + j]);
-}
-
-// Online (m, l) update with one score; s = -inf (exp2 = 0) adds nothing.
-__device__ __forceinline__ void online_add(float& m, float& l, float s) {
-  if (s == -INFINITY) return;
-  if (s > m) {
-    l = l * exp2f(m - s) + 1.f;  // m = -inf: 0 * 0 + 1
-    m = s;
-  } else {
-    l += exp2f(s - m);
-  }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads) attention_mass_stats_kernel(Params p) {
-  __shared__ TileSmem sm;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int64_t blk = blockIdx.x;
-  const int64_t rt = blk % p.n_rt;
-  blk /= p.n_rt;
-  const int64_t g = blk % p.Hkv;
-  blk /= p.Hkv;
-  const int64_t c = blk % p.n_chunks, b = blk / p.n_chunks;
-  const int64_t c0 = c * p.chunk, c1 = min(c0 + p.chunk, p.Lk);
-  const int64_t rr0 = rt * kRowTile, wr0 = rr0 + warp * kRowsPerWarp;
-  const bool active = wr0 < p.Rg;
-
-  float m[kRowsPerWarp], l[kRowsPerWarp];
-  int64_t lim[kRowsPerWarp];
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-    m[r] = -INFINITY;
-    l[r] = 0.f;
-    lim[r] = math::causal_limit(p.Lk, p.Lq, (wr0 + r) % p.Lq, p.causal);
-  }
-  const int64_t kend = min(c1, tile_key_limit(p, rr0));
-  for (int64_t kb = c0; kb < kend; kb += kKeyTile) {
-    float acc[kRowsPerWarp][2];
-    score_tile<T>(p, sm, b, g, rr0, kb, kend, active, acc);
-    if (!active) continue;
-#pragma unroll
-    for (int cc = 0; cc < 2; ++cc) {
-      const int64_t j = kb + lane + 32 * cc;
-      if (!key_ok(p, b, j, kend)) continue;
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r)
-        if (j < lim[r]) online_add(m[r], l[r], acc[r][cc] * p.scale2);
-    }
-  }
-  if (!active) return;
-  // Merge the 32 lanes' partial stats of each row (butterfly).
-#pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      const float m2 = __shfl_xor_sync(0xffffffffu, m[r], off);
-      const float l2 = __shfl_xor_sync(0xffffffffu, l[r], off);
-      math::softmax_merge(m[r], l[r], m2, l2);
-    }
-  }
-  if (lane < kRowsPerWarp) {
-    // Lane r stores row r (register arrays indexed by constants only).
-    float mv = m[0], lv = l[0];
-#pragma unroll
-    for (int r = 1; r < kRowsPerWarp; ++r)
-      if (lane == r) mv = m[r], lv = l[r];
-    const int64_t rr = wr0 + lane;
-    if (rr < p.Rg) {
-      const int64_t idx = (b * p.n_chunks + c) * p.R + g * p.Rg + rr;
-      p.part_m[idx] = mv;
-      p.part_l[idx] = lv;
-    }
-  }
-}
-
-__global__ void __launch_bounds__(kThreads) attention_mass_combine_kernel(Params p) {
-  __shared__ float warp_sum[kWarps];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t b = blockIdx.y;
-  float wsum = float(p.Lq);
-  if (p.query_weights) {
-    // Deterministic block sum of the batch row's query weights.
-    const float* qw = p.query_weights + b * p.Lq;
-    float s = 0.f;
-    for (int64_t i = tid; i < p.Lq; i += kThreads) s += qw[i];
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0) warp_sum[warp] = s;
-    __syncthreads();
-    wsum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) wsum += warp_sum[w];
-  }
-  const int64_t row = int64_t(blockIdx.x) * kThreads + tid;
-  if (row >= p.R) return;
-  float m = -INFINITY, l = 0.f;
-  for (int64_t c = 0; c < p.n_chunks; ++c) {
-    const int64_t idx = (b * p.n_chunks + c) * p.R + row;
-    math::softmax_merge(m, l, p.part_m[idx], p.part_l[idx]);
-  }
-  const float w = p.query_weights ? p.query_weights[b * p.Lq + row % p.Lq] : 1.f;
-  p.row_m[b * p.R + row] = m;
-  p.row_coef[b * p.R + row] = math::row_coef(w, wsum, float(p.Hq), l);
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kThreads) attention_mass_accumulate_kernel(Params p,
-                                                                            int64_t n_tiles) {
-  __shared__ TileSmem sm;
-  __shared__ float part[kWarps][kKeyTile];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int64_t tile = blockIdx.x % n_tiles, b = blockIdx.x / n_tiles;
-  const int64_t lo = p.key_start + tile * kKeyTile, hi = min(lo + kKeyTile, p.key_end);
-  bool ok[2];
-#pragma unroll
-  for (int cc = 0; cc < 2; ++cc) ok[cc] = key_ok(p, b, lo + lane + 32 * cc, hi);
-  float sum[2] = {0.f, 0.f};
-
-  for (int64_t g = 0; g < p.Hkv; ++g) {
-    for (int64_t rt = 0; rt < p.n_rt; ++rt) {
-      const int64_t rr0 = rt * kRowTile, wr0 = rr0 + warp * kRowsPerWarp;
-      if (tile_key_limit(p, rr0) <= lo) continue;  // causally hidden from every row
-      float coef[kRowsPerWarp], M[kRowsPerWarp];
-      int64_t lim[kRowsPerWarp];
-      bool any = false;
-#pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) {
-        const int64_t rr = wr0 + r;
-        coef[r] = 0.f;
-        M[r] = 0.f;
-        lim[r] = math::causal_limit(p.Lk, p.Lq, rr % p.Lq, p.causal);
-        if (rr < p.Rg) {
-          const int64_t br = b * p.R + g * p.Rg + rr;
-          coef[r] = p.row_coef[br];
-          M[r] = p.row_m[br];
-        }
-        // Rows whose coefficient is 0 (no valid key, zero weight) add nothing.
-        any |= coef[r] != 0.f && lim[r] > lo;
-      }
-      // Warp-uniform `any`; skip the tile when no warp has work.
-      if (!__syncthreads_or(any)) continue;
-      float acc[kRowsPerWarp][2];
-      score_tile<T>(p, sm, b, g, rr0, lo, hi, any, acc);
-      if (!any) continue;
-#pragma unroll
-      for (int cc = 0; cc < 2; ++cc) {
-        const int64_t j = lo + lane + 32 * cc;
-        if (!ok[cc]) continue;
-#pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
-          if (coef[r] != 0.f && j < lim[r]) sum[cc] += coef[r] * exp2f(acc[r][cc] * p.scale2 - M[r]);
-      }
-    }
-  }
-  part[warp][lane] = sum[0];
-  part[warp][lane + 32] = sum[1];
-  __syncthreads();
-  if (tid < kKeyTile && lo + tid < hi) {
-    float s = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) s += part[w][tid];
-    p.out[b * (p.key_end - p.key_start) + (lo - p.key_start) + tid] = s;
-  }
-}
-
-template <typename T>
-void launch(const Params& p, int64_t B, cudaStream_t stream) {
-  const int64_t stats_blocks = B * p.n_chunks * p.Hkv * p.n_rt;
-  TORCH_CHECK(stats_blocks < (int64_t(1) << 31), "attention_mass: problem too large for one ",
-              "launch (", stats_blocks, " blocks)");
-  attention_mass_stats_kernel<T><<<dim3(unsigned(stats_blocks)), kThreads, 0, stream>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-
-  const dim3 cgrid(unsigned((p.R + kThreads - 1) / kThreads), unsigned(B));
-  attention_mass_combine_kernel<<<cgrid, kThreads, 0, stream>>>(p);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-
-  const int64_t n_tiles = (p.key_end - p.key_start + kKeyTile - 1) / kKeyTile;
-  attention_mass_accumulate_kernel<T>
-      <<<dim3(unsigned(B * n_tiles)), kThreads, 0, stream>>>(p, n_tiles);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-}
-
-// Keys per chunk: at least 256 (four score tiles), and at most ~64 chunks so
-// the partial stats stay small for long sequences.
-int64_t chunk_size(int64_t Lk) {
-  const int64_t c = (Lk + 63) / 64;
-  return std::max<int64_t>(256, (c + kKeyTile - 1) / kKeyTile * kKeyTile);
-}
-
-}  // namespace
 
 at::Tensor attention_mass_cuda(const at::Tensor& q_in, const at::Tensor& k_in, int64_t key_start,
                                int64_t key_end, bool causal, double scale,
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights) {
-  const AttentionMassShape s =
-      check_attention_mass_args(q_in, k_in, key_start, key_end, key_padding_mask, query_weights);
   TORCH_CHECK(q_in.is_cuda(), "q: expected a CUDA tensor, got ", describe(q_in));
   const c10::cuda::CUDAGuard guard(q_in.device());
-  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const AttentionMassShape s =
+      check_attention_mass_args(q_in, k_in, key_start, key_end, key_padding_mask, query_weights);
   const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in);
   at::Tensor mask, qw;
   if (key_padding_mask) mask = key_padding_mask->contiguous();
   if (query_weights) qw = query_weights->contiguous();
+  at::Tensor out = at::empty({s.B, key_end - key_start}, q.options().dtype(at::kFloat));
 
-  const int64_t span = key_end - key_start;
-  at::Tensor out = at::zeros({s.B, span}, q.options().dtype(at::kFloat));
-  if (span == 0 || s.B == 0) return out;
-  TORCH_CHECK(s.B <= 65535, "attention_mass: the CUDA kernel takes at most 65535 batch rows, got ",
-              s.B);
-
-  Params p{};
-  p.q = q.data_ptr();
-  p.k = k.data_ptr();
-  p.Hq = s.Hq; p.Hkv = s.Hkv; p.Lq = s.Lq; p.Lk = s.Lk; p.D = s.D;
-  p.q_sb = q.stride(0); p.q_sh = q.stride(1); p.q_sl = q.stride(2);
-  p.k_sb = k.stride(0); p.k_sh = k.stride(1); p.k_sl = k.stride(2);
-  p.key_valid = mask.defined() ? mask.data_ptr<bool>() : nullptr;
-  p.query_weights = qw.defined() ? qw.data_ptr<float>() : nullptr;
-  p.key_start = key_start;
-  p.key_end = key_end;
-  p.causal = causal;
-  p.scale2 = float(scale) * math::kLog2e;
-  p.chunk = chunk_size(s.Lk);
-  p.n_chunks = (s.Lk + p.chunk - 1) / p.chunk;
-  p.n_rep = s.Hq / s.Hkv;
-  p.R = s.Hq * s.Lq;
-  p.Rg = p.R / s.Hkv;
-  p.n_rt = (p.Rg + kRowTile - 1) / kRowTile;
-  TORCH_CHECK((p.R + kThreads - 1) / kThreads < (int64_t(1) << 31),
-              "attention_mass: too many query rows");
-
-  const int64_t part = s.B * p.n_chunks * p.R;
-  at::Tensor ws = at::empty({2 * part + 2 * s.B * p.R}, out.options());
-  float* w = ws.data_ptr<float>();
-  p.part_m = w;
-  p.part_l = w + part;
-  p.row_m = w + 2 * part;
-  p.row_coef = p.row_m + s.B * p.R;
-  p.out = out.data_ptr<float>();
-
-  switch (q.scalar_type()) {
-    case at::kFloat: launch<float>(p, s.B, stream); break;
-    case at::kBFloat16: launch<math::Bf16>(p, s.B, stream); break;
-    case at::kHalf: launch<math::Fp16>(p, s.B, stream); break;
-    default: TORCH_CHECK_NOT_IMPLEMENTED(false, "attention_mass: unsupported dtype ", q.scalar_type());
-  }
+  cuda::AttentionMassProblem pb{};
+  pb.dtype = to_dtype(q.scalar_type(), "attention_mass");
+  pb.q = q.data_ptr();
+  pb.k = k.data_ptr();
+  pb.B = s.B; pb.Hq = s.Hq; pb.Hkv = s.Hkv; pb.Lq = s.Lq; pb.Lk = s.Lk; pb.D = s.D;
+  pb.q_sb = q.stride(0); pb.q_sh = q.stride(1); pb.q_sl = q.stride(2);
+  pb.k_sb = k.stride(0); pb.k_sh = k.stride(1); pb.k_sl = k.stride(2);
+  pb.key_valid = mask.defined() ? mask.data_ptr<bool>() : nullptr;
+  pb.query_weights = qw.defined() ? qw.data_ptr<float>() : nullptr;
+  pb.key_start = key_start;
+  pb.key_end = key_end;
+  pb.causal = causal;
+  pb.scale = float(scale);
+  pb.out = out.data_ptr<float>();
+  if (out.numel() == 0) return out;
+  const char* why = cuda::attention_mass_plan_error(pb);
+  TORCH_CHECK(why == nullptr, "attention_mass: ", why, " (q ", describe(q_in), ", k ",
+              describe(k_in), ")");
+  const at::Tensor ws = at::empty({cuda::attention_mass_workspace_floats(pb)}, out.options());
+  C10_CUDA_CHECK(cuda::attention_mass_launch(pb, ws.data_ptr<float>(),
+                                             c10::cuda::getCurrentCUDAStream()));
   return out;
 }
 

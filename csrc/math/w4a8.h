@@ -1,14 +1,15 @@
 // W4A8 arithmetic shared by the CPU and CUDA kernels (host and device).
 //
-// Logical format (design/W4A8.md): weight value q in [-8, 7] stored as the
+// Logical format: weight value q in [-8, 7] stored as the
 // nibble q + 8, [N, K/2] uint8, low nibble = even k; per-group fp32 scales
 // [N, K/G]. Activations: per-row symmetric int8, scale = absmax / 127.
 //   y[m, n] = sx[m] * sum_g sw[n, g] * (sum_{k in g} xq[m,k] * nib[n,k] - 8 * rs[m, g])
 // with the inner sums exact in int32 and the outer sum in fp32, group by group
 // in ascending g: acc = fma(float(int_g), sw[n, g], acc), then acc * sx[m] + bias[n]
 // (a product, then a sum: not fused). Every CPU path follows this order, so
-// they agree bit for bit; the CUDA kernel splits k over a warp's lanes and
-// reassociates the fp32 sum (see csrc/cuda/w4a8.cu).
+// they agree bit for bit, and so does the CUDA tensor-core kernel; the CUDA
+// DP4A kernel splits k over a warp's lanes and reassociates the fp32 sum (see
+// csrc/cuda/w4a8_kernels.cuh).
 //
 // Packed unit (every backend): 4 bytes per output channel n and k-octet o;
 // byte j (0..3) holds nib(n, 8o + j) in its low nibble and nib(n, 8o + 4 + j)
@@ -68,6 +69,10 @@ VLMKERN_INLINE float act_inv_scale(float absmax, bool finite) {
   const float inv = div_rn(127.f, absmax);
   return inv <= 3.4028234663852886e38f ? inv : 3.4028234663852886e38f;
 }
+
+// A weight scale the kernels accept: finite and > 0 (a sign belongs in the
+// nibbles). Every backend flags a scale that fails this while it reads it.
+VLMKERN_INLINE bool w4a8_scale_ok(float s) { return s > 0.f && s <= 3.4028234663852886e38f; }
 
 // round-half-to-even(x * inv) clamped to [-127, 127].
 VLMKERN_INLINE int32_t act_code(float x, float inv) {

@@ -62,7 +62,7 @@ static int run_case(std::mt19937& rng, int64_t M, int64_t N, int64_t K, int64_t 
   cpu::W4A8GemmArgs a{};
   a.codes = codes.data(); a.ld_codes = K; a.x_scales = xs.data(); a.rowsums = rs.data();
   a.packed = packed.data(); a.w_scales = ws.data(); a.bias = bias ? b.data() : nullptr;
-  a.M = M; a.N = N; a.K = K; a.G = G; a.out_dtype = cpu::DType::kF32;
+  a.M = M; a.N = N; a.K = K; a.G = G; a.out_dtype = DType::kF32;
   a.out = out_ref.data();
   cpu::w4a8_gemm_blocks(a, CpuIsa::kScalar, 0, nblocks);
   if (std::strcmp(cpu::w4a8_path_name(CpuIsa::kAvx512), "avx512_vnni") != 0 ||

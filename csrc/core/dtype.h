@@ -1,12 +1,12 @@
-// Element types of the CPU kernels (torch-free, so ISA-flagged files can use it)
-// and a scalar load of any of them as fp32.
+// Element types of the CPU and CUDA kernels and a scalar load of any of them as
+// fp32. Torch-free, so ISA-flagged files and the CUDA emulator can include it.
 #pragma once
 #include <cstdint>
 
 #include "core/host_device.h"
 #include "math/convert.h"
 
-namespace vlmkern::cpu {
+namespace vlmkern {
 
 enum class DType : int { kF32 = 0, kBF16 = 1, kF16 = 2 };
 
@@ -20,4 +20,4 @@ VLMKERN_INLINE float load_as_float(DType dt, const void* p, int64_t i) {
   return 0.f;
 }
 
-}  // namespace vlmkern::cpu
+}  // namespace vlmkern

@@ -1,10 +1,10 @@
-// The CPU kernels' DType of a torch dtype (the op files' side of cpu/dtype.h).
+// The kernels' DType of a torch dtype (the op files' side of core/dtype.h).
 #pragma once
 #include <ATen/ATen.h>
 
-#include "cpu/dtype.h"
+#include "core/dtype.h"
 
-namespace vlmkern::cpu {
+namespace vlmkern {
 
 inline DType to_dtype(at::ScalarType t, const char* op) {
   switch (t) {
@@ -15,4 +15,4 @@ inline DType to_dtype(at::ScalarType t, const char* op) {
   }
 }
 
-}  // namespace vlmkern::cpu
+}  // namespace vlmkern
