@@ -1,6 +1,7 @@
 # The README's two commands, each self-sufficient on a fresh machine:
 #   make demo   set up .venv, build vlmkern, run `vlmkern demo`
 #   make test   set up .venv, build vlmkern, run the test suite
+# and `make stress`, the long sweeps.
 # Re-running is fast: the venv is reused while requirements.txt is unchanged, and
 # the CMake build directory (build/) recompiles only what changed.
 PYTHON ?= python3
@@ -9,11 +10,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP_DEPS  := $(VENV)/.deps-installed
 STAMP_BUILD := $(VENV)/.vlmkern-installed
-SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' \) 2>/dev/null) CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.py' -o -name '*.txt' \) 2>/dev/null) CMakeLists.txt pyproject.toml
 # ninja parallelism for the C++/CUDA build
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 
-.PHONY: venv install test demo bench info clean
+.PHONY: venv install test stress demo bench info clean
 
 $(STAMP_DEPS): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,17 @@ install: $(STAMP_BUILD)
 
 test: install
 	$(PY) -m pytest tests -q
+
+# The long sweeps that `make test` samples (run before a release): every CUDA
+# kernel under the emulator with eight more random schedules, and the
+# sanitizer build on the full cases.
+CUDASIM := build/cudasim
+stress: install
+	$(PY) tests/cudasim/build.py release
+	$(PY) tests/cudasim/build.py sanitize
+	$(CUDASIM)/release/cudasim_harness --size full --ftz both \
+	  --schedules lockstep,reverse,warp-ahead,warp-ahead:0,random:11,random:12,random:13,random:14,random:15,random:16,random:17,random:18
+	$(CUDASIM)/sanitize/cudasim_harness --size full --schedules lockstep,warp-ahead
 
 demo: install
 	$(VENV)/bin/vlmkern demo
