@@ -12,6 +12,8 @@
 // Exactness: the quantizer and the tensor-core GEMM match the CPU bit for bit,
 // which needs IEEE denormals on the device: these kernels must be built
 // without flush-to-zero (no --use_fast_math; see csrc/cuda/nvcc_flags.txt).
+// (A NaN output is NaN on both backends; its payload bits may differ, as the
+// GPU returns the canonical NaN.)
 // The DP4A GEMM splits a channel's k range over the 32 lanes of a warp (a
 // lane's int32 partial is scaled and added in fp32 when the lane moves on to
 // another group; the lanes' sums are reduced by shuffles), so it agrees with
