@@ -34,6 +34,7 @@ namespace py = pybind11;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "vlmkern compiled kernels (ops are registered under torch.ops.vlmkern)";
+  if (const std::string why = vlmkern::cpu_isa_env_error(); !why.empty()) throw py::value_error(why);
   m.def("cpu_features", &vlmkern::cpu_features_string, "CPU features found by CPUID");
   m.def("cpu_isa", [] { return std::string(vlmkern::cpu_isa_name(vlmkern::cpu_isa())); },
         "instruction set the CPU kernels use now");
@@ -43,9 +44,8 @@ PYBIND11_MODULE(_C, m) {
   m.def(
       "set_cpu_isa_cap",
       [](const std::string& name) {
-        static const char* names[] = {"scalar", "avx2", "avx512", "avx512_bf16", "amx"};
-        for (int i = 0; i < 5; ++i)
-          if (name == names[i]) return vlmkern::set_cpu_isa_cap(static_cast<vlmkern::CpuIsa>(i));
+        vlmkern::CpuIsa isa;
+        if (vlmkern::cpu_isa_from_name(name, &isa)) return vlmkern::set_cpu_isa_cap(isa);
         throw py::value_error("set_cpu_isa_cap: expected one of scalar, avx2, avx512, "
                               "avx512_bf16, amx; got '" + name + "'");
       },

@@ -71,15 +71,13 @@ CpuFeatures detect() {
   return f;
 }
 
+// VLMKERN_CPU_ISA as a cap; unset or empty: `fallback`. An unknown value is
+// refused when the extension loads (cpu_isa_env_error), so it never gets here.
 CpuIsa from_env(CpuIsa fallback) {
   const char* s = std::getenv("VLMKERN_CPU_ISA");
   if (!s || !*s) return fallback;
-  if (!std::strcmp(s, "scalar")) return CpuIsa::kScalar;
-  if (!std::strcmp(s, "avx2")) return CpuIsa::kAvx2;
-  if (!std::strcmp(s, "avx512")) return CpuIsa::kAvx512;
-  if (!std::strcmp(s, "avx512_bf16")) return CpuIsa::kAvx512Bf16;
-  if (!std::strcmp(s, "amx")) return CpuIsa::kAmx;
-  return fallback;
+  CpuIsa isa;
+  return cpu_isa_from_name(s, &isa) ? isa : fallback;
 }
 
 std::atomic<int> g_cap{-1};
@@ -116,6 +114,23 @@ CpuIsa cpu_isa() {
 }
 
 void set_cpu_isa_cap(CpuIsa cap) { g_cap.store(static_cast<int>(cap)); }
+
+bool cpu_isa_from_name(const std::string& name, CpuIsa* isa) {
+  for (int i = 0; i <= static_cast<int>(CpuIsa::kAmx); ++i)
+    if (name == cpu_isa_name(static_cast<CpuIsa>(i))) {
+      *isa = static_cast<CpuIsa>(i);
+      return true;
+    }
+  return false;
+}
+
+std::string cpu_isa_env_error() {
+  const char* s = std::getenv("VLMKERN_CPU_ISA");
+  CpuIsa isa;
+  if (!s || !*s || cpu_isa_from_name(s, &isa)) return "";
+  return std::string("VLMKERN_CPU_ISA: expected one of scalar, avx2, avx512, avx512_bf16, amx ") +
+         "(or unset), got '" + s + "'";
+}
 
 const char* cpu_isa_name(CpuIsa isa) {
   switch (isa) {

@@ -29,6 +29,10 @@ CpuIsa cpu_isa();
 CpuIsa cpu_isa_supported();
 void set_cpu_isa_cap(CpuIsa cap);
 const char* cpu_isa_name(CpuIsa isa);
+// The ISA named `name` (as cpu_isa_name spells it); false if none is.
+bool cpu_isa_from_name(const std::string& name, CpuIsa* isa);
+// Why VLMKERN_CPU_ISA is unusable, or "" (checked when the extension loads).
+std::string cpu_isa_env_error();
 std::string cpu_features_string();
 
 }  // namespace vlmkern
