@@ -5,7 +5,7 @@ import torch
 
 import vlmkern
 from vlmkern import ops, reference as ref
-from conftest import cpu_isas
+from conftest import cpu_isa_params, cpu_isas
 
 # Tolerance on the result relative to its largest value: the kernels accumulate in
 # fp32 from the same (already rounded) bf16/fp16 inputs the reference upcasts.
@@ -35,7 +35,7 @@ def _check(q, k, key_start=0, key_end=None, **kw):
     return out
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpu_isa_params())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_matches_reference(shape, dtype, isa, isa_cap):
@@ -48,7 +48,7 @@ def test_matches_reference(shape, dtype, isa, isa_cap):
         _check(q, k, 1, Lk - 1)
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpu_isa_params())
 def test_padding_weights_and_ragged_spans(isa, isa_cap):
     isa_cap(isa)
     B, Hq, Hkv, Lq, Lk, D = 3, 8, 2, 4, 577, 64
@@ -79,7 +79,7 @@ def test_rows_without_valid_keys_contribute_zero():
     assert ops.attention_mass(q, k, key_padding_mask=mask).abs().max().item() == 0.0
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpu_isa_params())
 def test_non_contiguous_inputs(isa, isa_cap):
     isa_cap(isa)
     # [B, L, H, D] layouts as they come out of a projection, viewed as [B, H, L, D]

@@ -7,7 +7,7 @@ import torch
 import vlmkern
 from vlmkern import ops
 from vlmkern.reference import w4a8 as ref
-from conftest import cpu_isas
+from conftest import cpu_isa_params, cpu_isas
 
 SHAPES = [  # M, N, K, G
     (1, 16, 128, 128),
@@ -34,7 +34,7 @@ def _acts(M, K, dtype=torch.float32):
     return x.to(dtype)
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpu_isa_params())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("M,K,G", [(1, 128, 128), (6, 96, 32), (9, 1040, 1040), (33, 512, 64)])
 def test_quantize_per_token_matches_reference(isa, dtype, M, K, G, isa_cap):
@@ -64,7 +64,7 @@ def test_quantize_per_token_edge_rows_and_leading_dims():
     assert s.item() == 1.0 and c.tolist() == [[127, 0, 2, 2, 0, -2, 3, -127]]
 
 
-@pytest.mark.parametrize("isa", cpu_isas())
+@pytest.mark.parametrize("isa", cpu_isa_params())
 def test_quantize_tiny_rows(isa, isa_cap):
     """absmax below 127 / FLT_MAX: the inverse scale is capped (no inf, no NaN codes)."""
     isa_cap(isa)

