@@ -120,30 +120,30 @@ def test_e2e_w4a8_decode_and_fastv_prefill(benchmark):
     model = demo.random_qwen2_5_vl(num_layers=28)
     text = _text_inputs()
     photo, n_img = demo.qwen_image_inputs(demo.photo(), side=896, text_before=12, text_after=19)
-    kept = max(1, round(n_img * 0.25))
     rows = {}
 
-    def run(name, m, inputs, n_in, n_out, weights):
+    def run(name, m, inputs, weights, patch=None):
         m.model.rope_deltas = None
-        r = demo._run(m, inputs, new_tokens, n_in, n_out)
+        r = demo._run(m, inputs, new_tokens, demo.IMAGE_ID, patch)
         rows[name] = {"prefill_s": r.prefill_s, "decode_tok_s": r.decode_tok_s,
                       "peak_rss_MiB": r.peak_bytes / 2**20, "linear_weight_MiB": weights / 2**20,
-                      "visual_tokens": f"{n_in}->{n_out}"}
+                      "visual_tokens": f"{r.visual_in}->{r.visual_out}"}  # measured kept count
 
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    run("bf16 text32", bf16, text, 0, 0, demo.linear_weight_bytes(bf16))
+    run("bf16 text32", bf16, text, demo.linear_weight_bytes(bf16))
     del bf16
-    run("fp32 text32", model, text, 0, 0, demo.linear_weight_bytes(model))
-    run("fp32 photo", model, photo, n_img, n_img, demo.linear_weight_bytes(model))
+    run("fp32 text32", model, text, demo.linear_weight_bytes(model))
+    run("fp32 photo", model, photo, demo.linear_weight_bytes(model))
     vlmkern.quantize(model, "w4a8", group_size=128, progress=False)
     wq = demo.linear_weight_bytes(model)
-    run("w4a8 text32", model, text, 0, 0, wq)
-    run("w4a8 photo", model, photo, n_img, n_img, wq)
+    run("w4a8 text32", model, text, wq)
+    run("w4a8 photo", model, photo, wq)
     patch = vlmkern.apply(model, method="fastv", layer=3, keep_ratio=0.25)
     try:
-        run("w4a8+fastv photo", model, photo, n_img, kept, wq)
+        run("w4a8+fastv photo", model, photo, wq, patch)
     finally:
         patch.revert()
+    assert rows["w4a8+fastv photo"]["visual_tokens"] == f"{n_img}->{max(1, round(n_img * 0.25))}"
     info = {"threads": torch.get_num_threads(), "rows": rows,
             "decode_speedup_w4a8_vs_bf16": rows["w4a8 text32"]["decode_tok_s"] / rows["bf16 text32"]["decode_tok_s"],
             "decode_speedup_w4a8_vs_fp32": rows["w4a8 text32"]["decode_tok_s"] / rows["fp32 text32"]["decode_tok_s"],

@@ -2,11 +2,15 @@
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
+import torch
+
 import vlmkern
 from vlmkern import bench_report, cli, demo
+from vlmkern.patch.core import InLLMPruner
 
 
 def test_info_runs_and_names_every_op():
@@ -18,14 +22,52 @@ def test_info_runs_and_names_every_op():
     assert vlmkern._C.cpu_isa() in out.stdout
 
 
+def _demo_args(**kw):
+    args = dict(model=None, layers=2, side=112, layer=1, keep_ratio=0.25, max_new_tokens=3,
+                threads=None, quant="w4a8", run_config=None, result_json=None)
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
 def test_small_demo_prunes_and_reverts(capsys):
-    args = argparse.Namespace(model=None, layers=2, side=112, layer=1, keep_ratio=0.25,
-                              max_new_tokens=3, threads=None, quant="w4a8")
-    assert demo.main(args) == 0
+    assert demo.main(_demo_args()) == 0
     text = capsys.readouterr().out
-    assert "16 -> 4" in text  # 112x112 px -> 16 visual tokens -> keep 4
-    assert "prefill speed-up" in text
+    # 112x112 px -> 16 visual tokens; FastV keeps 4 (measured from the keep mask)
+    assert re.search(r"visual tokens in -> kept\s+16 -> 16\s+16 -> 4\s+16 -> 4", text), text
+    assert "prefill speed-up" in text and "fresh process" in text
     assert "+ W4A8 g128" in text and "decoder linear weights" in text
+
+
+def test_demo_counts_what_the_model_kept(monkeypatch):
+    """With the pruning hook disabled, the demo reports 16 -> 16, not the
+    ratio's 16 -> 4; after the run the model is reverted and computes exactly
+    what a fresh one does."""
+    args = _demo_args(quant="none")
+    r, model = demo.run_config("fastv", args, return_model=True)
+    assert (r.visual_in, r.visual_out) == (16, 4)
+    assert "_vlmkern_patch" not in model.__dict__
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+    fresh = demo.random_qwen2_5_vl(num_layers=2)
+    inputs, _ = demo.qwen_image_inputs(demo.photo(), side=112)
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, fresh(**inputs).logits)
+
+    monkeypatch.setattr(InLLMPruner, "_prune_pre", lambda self, module, a, kw: None)
+    r = demo.run_config("fastv", args)
+    assert (r.visual_in, r.visual_out) == (16, 16)
+
+
+def test_demo_peak_memory_does_not_depend_on_run_order():
+    """Each configuration runs in a fresh process (after a warm-up, with a
+    fixed malloc mmap threshold): two identical unpatched runs report the same
+    peak memory within 3% (the old in-process column gave 42 and 8 MiB), and
+    FastV's is lower than both (1024 visual tokens, 2 layers, K=1: it saves
+    about 7 MiB of about 177 here)."""
+    args = _demo_args(layers=2, side=896, quant="none", max_new_tokens=2)
+    a, b = (demo._run_in_fresh_process("unpatched", args) for _ in range(2))
+    f = demo._run_in_fresh_process("fastv", args)
+    assert abs(a.peak_bytes - b.peak_bytes) <= 0.03 * max(a.peak_bytes, b.peak_bytes), (a.peak_bytes, b.peak_bytes)
+    assert f.peak_bytes < min(a.peak_bytes, b.peak_bytes) - 2**20, (f.peak_bytes, a.peak_bytes, b.peak_bytes)
 
 
 def test_bench_report_compares_runs(tmp_path, capsys):
@@ -48,3 +90,18 @@ def test_cli_parser_rejects_unknown_command():
         assert e.code != 0
     else:  # pragma: no cover
         raise AssertionError("expected a usage error")
+
+
+def test_unknown_cpu_isa_is_refused():
+    """A typo in VLMKERN_CPU_ISA must not silently run the best path."""
+    import os
+
+    env = dict(os.environ, VLMKERN_CPU_ISA="avx3")
+    r = subprocess.run([sys.executable, "-c", "import vlmkern"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "VLMKERN_CPU_ISA: expected one of scalar, avx2, avx512, avx512_bf16, amx" in r.stderr
+    assert "'avx3'" in r.stderr
+    env["VLMKERN_CPU_ISA"] = "scalar"
+    r = subprocess.run([sys.executable, "-c", "import vlmkern; print(vlmkern._C.cpu_isa())"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "scalar", r.stderr

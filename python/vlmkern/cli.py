@@ -88,6 +88,9 @@ def main(argv=None) -> int:
     d.add_argument("--quant", choices=["w4a8", "none"], default="w4a8",
                    help="also run FastV with the decoder quantized (default w4a8)")
     d.add_argument("--threads", type=int, default=None)
+    # internal: the demo runs each configuration in a child process
+    d.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
+    d.add_argument("--result-json", default=None, help=argparse.SUPPRESS)
     b = sub.add_parser("bench", help="run the benchmark suite, write JSON and a PNG of the ratios")
     b.add_argument("--json", default="bench-results/latest.json")
     b.add_argument("--png", default=None, help="chart path (default: next to the JSON)")

@@ -118,12 +118,13 @@ class PeakRSS:
 
 @dataclass
 class RunResult:
-    visual_in: int
-    visual_out: int
+    visual_in: int  # image tokens of sample 0 in the prompt
+    visual_out: int  # of them, those the model kept (from the patch's keep mask)
     prefill_s: float
     peak_bytes: int
     decode_tok_s: float
     tokens: list
+    linear_weight_bytes: int = 0
 
 
 class _StepClock:
@@ -138,9 +139,27 @@ class _StepClock:
         return scores
 
 
-def _run(model, inputs, max_new_tokens, visual_in, visual_out):
+def visual_counts(input_ids, image_token_id: int, patch=None) -> tuple[int, int]:
+    """(image tokens of sample 0, how many of them the last pruning prefill kept).
+
+    Measured from the patch's keep mask (``patch.pruner.last_keep_mask``), not
+    from the keep ratio: without a patch, or when its prefill pruned nothing,
+    every image token counts as kept."""
+    img = input_ids[0] == image_token_id
+    n_in = int(img.sum())
+    pruner = getattr(patch, "pruner", None)
+    mask = None if pruner is None else pruner.last_keep_mask
+    n_out = n_in if mask is None else int((mask[0].cpu() & img).sum())
+    return n_in, n_out
+
+
+def _run(model, inputs, max_new_tokens, image_token_id: int, patch=None):
+    """One greedy ``generate``: prefill time, decode rate, peak RSS growth, and
+    the visual tokens in and kept (see visual_counts)."""
     from transformers import LogitsProcessorList
 
+    if getattr(patch, "pruner", None) is not None:
+        patch.pruner.last_keep_mask = None  # what this call keeps, not an earlier one
     clock = _StepClock()
     with torch.no_grad(), PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -150,47 +169,132 @@ def _run(model, inputs, max_new_tokens, visual_in, visual_out):
     prefill = clock.stamps[0] - t0
     steps = len(clock.stamps) - 1
     decode = steps * new.shape[0] / (clock.stamps[-1] - clock.stamps[0]) if steps else float("nan")
-    return RunResult(visual_in, visual_out, prefill, mem.peak_bytes, decode, new[0].tolist())
+    n_in, n_out = visual_counts(inputs["input_ids"], image_token_id, patch)
+    return RunResult(n_in, n_out, prefill, mem.peak_bytes, decode, new[0].tolist())
+
+
+CONFIGS = ("unpatched", "fastv", "fastv+quant")
+
+
+def _model(args):
+    """The demo's model: the checkpoint at ``args.model``, or random weights."""
+    if args.model:
+        from transformers import AutoModelForImageTextToText
+
+        return AutoModelForImageTextToText.from_pretrained(args.model, dtype=torch.float32).eval()
+    return random_qwen2_5_vl(num_layers=args.layers)
+
+
+def _inputs(args, model, side: int | None = None):
+    """(inputs, image token id) for the photo at ``side`` pixels (default: the
+    demo's size; the checkpoint's processor chooses its own)."""
+    if args.model:
+        from transformers import AutoProcessor
+
+        from PIL import Image
+
+        processor = AutoProcessor.from_pretrained(args.model)
+        messages = [{"role": "user", "content": [{"type": "image"},
+                                                 {"type": "text", "text": "Describe this picture."}]}]
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        img = Image.fromarray(photo())
+        if side:
+            img = img.resize((side, side))
+        inputs = processor(images=[img], text=[prompt], return_tensors="pt")
+        image_id = getattr(model.config, "image_token_id", None)
+        if image_id is None:
+            image_id = model.config.image_token_index
+        return dict(inputs), int(image_id)
+    return qwen_image_inputs(photo(), side=side or args.side)[0], IMAGE_ID
+
+
+def run_config(name: str, args, return_model: bool = False):
+    """Build the model and run one configuration of the demo (``CONFIGS``);
+    with ``return_model``, also the model after the run (reverted)."""
+    import vlmkern
+
+    if name not in CONFIGS:
+        raise ValueError(f"config must be one of {CONFIGS}, got {name!r}")
+    model = _model(args)
+    inputs, image_id = _inputs(args, model)
+    if name == "fastv+quant":
+        vlmkern.quantize(model, args.quant, group_size=128, progress=True)
+    patch = None
+    if name != "unpatched":
+        patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
+    try:
+        # Warm-up on a 56x56 picture: the first call of each code path faults in
+        # its code pages and thread pools, which would count as this run's memory
+        # (the small warm-up leaves little allocated memory behind).
+        _run(model, _inputs(args, model, side=56)[0], 1, image_id, patch)
+        result = _run(model, inputs, args.max_new_tokens, image_id, patch)
+    finally:
+        if patch is not None:
+            patch.revert()
+    lm = getattr(model.model, "language_model", model.model)
+    result.linear_weight_bytes = linear_weight_bytes(lm)
+    return (result, model) if return_model else result
+
+
+# glibc's malloc raises its mmap threshold as large blocks are freed, so the
+# resident size then follows the allocator's caching, not the live tensors
+# (two identical runs differed by 10%); a fixed threshold returns every large
+# block to the system when it is freed (identical runs agree within 1%).
+_CHILD_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def _run_in_fresh_process(name: str, args) -> RunResult:
+    """run_config in a child process, so that its peak memory is its own
+    (allocator caches and one-time initialisation of an earlier run in the same
+    process would hide part of it)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "result.json")
+        cmd = [sys.executable, "-m", "vlmkern", "demo", "--run-config", name, "--result-json", out,
+               "--layers", str(args.layers), "--side", str(args.side), "--layer", str(args.layer),
+               "--keep-ratio", str(args.keep_ratio), "--max-new-tokens", str(args.max_new_tokens),
+               "--quant", args.quant, "--threads", str(torch.get_num_threads())]
+        if args.model:
+            cmd += ["--model", args.model]
+        subprocess.run(cmd, check=True, env={**os.environ, **_CHILD_MALLOC_ENV})
+        with open(out) as f:
+            return RunResult(**json.load(f))
 
 
 def main(args) -> int:
-    import vlmkern
+    import dataclasses
+    import json
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    if getattr(args, "run_config", None):  # a child of the demo: one configuration
+        r = run_config(args.run_config, args)
+        with open(args.result_json, "w") as f:
+            json.dump(dataclasses.asdict(r), f)
+        return 0
     if args.model:
-        return _main_checkpoint(args)
-    print(f"vlmkern demo: Qwen2.5-VL architecture, {args.layers} decoder layers, hidden 1536 "
-          f"(random weights), {torch.get_num_threads()} threads, fp32")
-    print(f"image: scikit-image 'astronaut' photograph resized to {args.side}x{args.side}")
-    model = random_qwen2_5_vl(num_layers=args.layers)
-    inputs, n_img = qwen_image_inputs(photo(), side=args.side)
-    kept = max(1, round(n_img * args.keep_ratio))
-    print(f"prompt: {inputs['input_ids'].shape[1]} tokens, {n_img} of them visual\n")
-    base = _run(model, inputs, args.max_new_tokens, n_img, n_img)
-    patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
-    try:
-        fast = _run(model, inputs, args.max_new_tokens, n_img, kept)
-    finally:
-        patch.revert()
-    w_float = linear_weight_bytes(model.model.language_model)
-    quant = None
-    if args.quant != "none":
-        vlmkern.quantize(model, args.quant, group_size=128, progress=True)
-        patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
-        try:
-            quant = _run(model, inputs, args.max_new_tokens, n_img, kept)
-        finally:
-            patch.revert()
-    runs = [base, fast] + ([quant] if quant else [])
+        print(f"vlmkern demo: {args.model}, {torch.get_num_threads()} threads, fp32")
+    else:
+        print(f"vlmkern demo: Qwen2.5-VL architecture, {args.layers} decoder layers, hidden 1536 "
+              f"(random weights), {torch.get_num_threads()} threads, fp32")
+    print(f"image: scikit-image 'astronaut' photograph" + ("" if args.model else
+                                                            f" resized to {args.side}x{args.side}"))
+    print("each configuration runs in a fresh process (its own peak memory)\n")
+    names = ["unpatched", "fastv"] + (["fastv+quant"] if args.quant != "none" else [])
+    runs = [_run_in_fresh_process(n, args) for n in names]
+    base, fast = runs[0], runs[1]
+    quant = runs[2] if len(runs) > 2 else None
     heads = ["unpatched", f"FastV K={args.layer} keep={args.keep_ratio}"] + (
         [f"+ {args.quant.upper()} g128"] if quant else [])
-    w_quant = linear_weight_bytes(model.model.language_model)
-    rows = [("visual tokens in -> out", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
+    rows = [("visual tokens in -> kept", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
             ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
             ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
             ("decode", [f"{r.decode_tok_s:.1f} tok/s" for r in runs]),
-            ("decoder linear weights", [f"{w_float / 2**20:.0f} MiB"] * 2 + (
-                [f"{w_quant / 2**20:.0f} MiB"] if quant else [])),
+            ("decoder linear weights", [f"{r.linear_weight_bytes / 2**20:.0f} MiB" for r in runs]),
             ("generated tokens agreeing", ["-"] + [
                 f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
                 for r in runs[1:]])]
@@ -202,8 +306,15 @@ def main(args) -> int:
     print(f"\nprefill speed-up: FastV {base.prefill_s / fast.prefill_s:.2f}x" + (
         f", FastV + {args.quant.upper()} {base.prefill_s / quant.prefill_s:.2f}x" if quant else "")
         + " (whole time to first token, vision encoder included)")
-    print("Random weights: agreement measures how much the pruned (and quantized) model's greedy "
-          "choices move, not answer quality.")
+    if args.model:
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(args.model)
+        for head, r in zip(heads, runs):
+            print(f"{head}: {processor.decode(r.tokens, skip_special_tokens=True)!r}")
+    else:
+        print("Random weights: agreement measures how much the pruned (and quantized) model's greedy "
+              "choices move, not answer quality.")
     return 0
 
 
@@ -218,39 +329,3 @@ def linear_weight_bytes(module) -> int:
         elif isinstance(m, torch.nn.Linear):
             total += m.weight.numel() * m.weight.element_size()
     return total
-
-
-def _main_checkpoint(args) -> int:
-    """A real checkpoint (a local path or a hub id already in the local cache)."""
-    import vlmkern
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from PIL import Image
-
-    processor = AutoProcessor.from_pretrained(args.model)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, torch_dtype=torch.float32).eval()
-    messages = [{"role": "user", "content": [{"type": "image"},
-                                             {"type": "text", "text": "Describe this picture."}]}]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(images=[Image.fromarray(photo())], text=[prompt], return_tensors="pt")
-    image_id = getattr(model.config, "image_token_id", None) or getattr(model.config, "image_token_index")
-    n_img = int((inputs["input_ids"] == image_id).sum())
-    base = _run(model, inputs, args.max_new_tokens, n_img, n_img)
-    patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
-    try:
-        fast = _run(model, inputs, args.max_new_tokens, n_img, max(1, round(n_img * args.keep_ratio)))
-    finally:
-        patch.revert()
-    results = [("unpatched", base), ("fastv", fast)]
-    if args.quant != "none":
-        vlmkern.quantize(model, args.quant, group_size=128, progress=True)
-        patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
-        try:
-            results.append((f"fastv+{args.quant}", _run(model, inputs, args.max_new_tokens, n_img,
-                                                        max(1, round(n_img * args.keep_ratio)))))
-        finally:
-            patch.revert()
-    for name, r in results:
-        print(f"{name}: visual {r.visual_in}->{r.visual_out}, prefill {r.prefill_s:.2f} s, "
-              f"decode {r.decode_tok_s:.1f} tok/s: {processor.decode(r.tokens, skip_special_tokens=True)!r}")
-    return 0
