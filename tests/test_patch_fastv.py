@@ -257,11 +257,41 @@ def test_revert_bit_for_bit(family):
     for name, m in model.named_modules():
         assert (dict(m._forward_hooks), dict(m._forward_pre_hooks)) == hooks[name], name
         assert "extra_repr" not in m.__dict__
-    assert "_vlmkern_patch" not in model.__dict__
+    assert "_vlmkern_patch" not in model.__dict__ and "generate" not in model.__dict__
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, before)
     assert torch.equal(greedy(model, inputs, steps=5)[0], tokens_before)
     vlmkern.apply(model, "fastv", layer=K, keep_ratio=0.5).revert()  # can patch again
+
+
+# -- chunked prefill ------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_chunked_prefill_is_refused_and_the_patch_stays_usable(family):
+    """generate(..., prefill_chunk_size=n) would prune the first chunk alone
+    (scored from its own last token) and change the output silently: a patched
+    model refuses it before any work, by argument or generation config; plain
+    generate still prunes; after revert, chunked prefill works as before."""
+    model, inputs = build(family, "sdpa")
+    with torch.no_grad():
+        chunked_before = model.generate(**inputs, max_new_tokens=4, do_sample=False, prefill_chunk_size=8)
+    patch = vlmkern.apply(model, "fastv", layer=K, keep_ratio=0.25)
+    with torch.no_grad():
+        pruned = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        with pytest.raises(NotImplementedError, match=r"chunked prefill \(prefill_chunk_size=8\)"):
+            model.generate(**inputs, max_new_tokens=4, do_sample=False, prefill_chunk_size=8)
+        model.generation_config.prefill_chunk_size = 8
+        try:
+            with pytest.raises(NotImplementedError, match="prefill_chunk_size=8"):
+                model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        finally:
+            model.generation_config.prefill_chunk_size = None
+        assert torch.equal(model.generate(**inputs, max_new_tokens=4, do_sample=False), pruned)
+        assert int(patch.pruner.last_keep_mask.sum()) < inputs["input_ids"].shape[1]
+    patch.revert()
+    with torch.no_grad():
+        again = model.generate(**inputs, max_new_tokens=4, do_sample=False, prefill_chunk_size=8)
+    assert torch.equal(again, chunked_before)
 
 
 # -- prompts without images --------------------------------------------------------

@@ -98,12 +98,37 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
                     handle.swapped_module(*parent_and_child(model, name), original,
                                           f"{name}: W4A8Linear")
         InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
+        _refuse_chunked_prefill(model, handle, m)
     except BaseException:
         handle.revert()  # leave the model as it was
         raise
     handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)
     return handle
+
+
+def _refuse_chunked_prefill(model, handle: PatchHandle, method) -> None:
+    """Chunked prefill (``generate(..., prefill_chunk_size=n)``) feeds the prompt
+    through the model in pieces: the pruner would score the first piece from its
+    own last token and prune it alone, and later pieces would reach layers >= K
+    after the earlier ones were cached unpruned there. Scoring once the whole
+    prompt is cached would need layers >= K to run again on every piece, so it
+    is refused, before any work, with an error that says what to do."""
+    generate = model.generate
+
+    def guarded_generate(*args, **kwargs):
+        config = kwargs.get("generation_config") or getattr(model, "generation_config", None)
+        chunk = kwargs.get("prefill_chunk_size", getattr(config, "prefill_chunk_size", None))
+        if chunk is not None:
+            raise NotImplementedError(
+                f"vlmkern: {method.name} prunes the whole prompt at once and does not support "
+                f"chunked prefill (prefill_chunk_size={chunk}); pass prefill_chunk_size=None, or "
+                "revert the patch to prefill in chunks")
+        return generate(*args, **kwargs)
+
+    guarded_generate.__doc__ = generate.__doc__
+    handle.set_attr(model, "generate", guarded_generate,
+                    "generate: refuses chunked prefill (prefill_chunk_size)")
 
 
 __all__ = ["apply", "PatchHandle", "SUPPORTED_FAMILIES"]
