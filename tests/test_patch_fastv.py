@@ -264,6 +264,33 @@ def test_revert_bit_for_bit(family):
     vlmkern.apply(model, "fastv", layer=K, keep_ratio=0.5).revert()  # can patch again
 
 
+# -- pruned prefill outputs back at the prompt's positions -----------------------------
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_to_prompt_positions(family):
+    """Logits [B, L', V] of a pruned prefill map back to [B, L, V]: kept tokens
+    at their prompt positions (in order), NaN where a token was pruned, and the
+    last position is the prompt's last token."""
+    model, inputs = build(family, "sdpa", prompts=((3, 5), (1, 2)))
+    patch = vlmkern.apply(model, "fastv", layer=K, keep_ratio=0.25)
+    with pytest.raises(RuntimeError, match="no pruning prefill"):
+        patch.to_prompt_positions(torch.zeros(2, 3, 4))
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    B, L = inputs["input_ids"].shape
+    full = patch.to_prompt_positions(logits)
+    keep = patch.pruner.last_keep_mask
+    assert full.shape == (B, L, logits.shape[-1]) and logits.shape[1] < L
+    assert torch.equal(~full.isnan().all(-1), keep)
+    for b in range(B):
+        kept = keep[b].nonzero().flatten()
+        assert torch.equal(full[b, kept], logits[b, -len(kept):])  # right-aligned, in order
+    assert torch.equal(full[:, -1], logits[:, -1])
+    with pytest.raises(ValueError, match="x: expected"):
+        patch.to_prompt_positions(logits[:, 1:])
+    patch.revert()
+
+
 # -- chunked prefill ------------------------------------------------------------------
 
 @pytest.mark.parametrize("family", FAMILIES)

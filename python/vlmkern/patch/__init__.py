@@ -44,6 +44,16 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
             (before or after ``apply``) instead.
         **kw: further method options.
 
+    Outputs change shape: a pruning prefill (a forward or the first step of
+    ``generate``) returns logits for the kept tokens only, ``[B, L', V]`` with
+    ``L' <= L`` (each sample's kept tokens in their original order,
+    right-aligned), so ``logits[:, -1]`` is still the next-token distribution;
+    ``handle.to_prompt_positions(logits)`` maps them back to ``[B, L, V]``
+    (NaN at pruned positions), and ``handle.pruner.last_keep_mask`` (``[B, L]``
+    bool) says which prompt tokens were kept. Generated sequences, positions
+    and the attention mask keep the unpruned numbering. Chunked prefill
+    (``prefill_chunk_size``) raises ``NotImplementedError``.
+
     Raises:
         ValueError: unsupported family, unknown method, ``layer`` or ``keep_ratio``
             out of range.

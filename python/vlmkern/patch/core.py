@@ -32,7 +32,8 @@ continuation of a non-empty cache is decoded, not pruned (its new image tokens
 are kept); without a cache every forward is a prefill that scores again from
 its own last token (as the original FastV does). Prefill logits cover the kept
 tokens only (``[B, L', V]``); the last position is always the prompt's last
-token, and it is never pruned.
+token, and it is never pruned; ``PatchHandle.to_prompt_positions`` maps them
+back to ``[B, L, V]``. Chunked prefill is refused (see ``vlmkern.apply``).
 """
 
 from __future__ import annotations
@@ -119,6 +120,35 @@ class PatchHandle:
             self.pruner.release()
         self._active = False
 
+    def to_prompt_positions(self, x: torch.Tensor, fill: float = float("nan")) -> torch.Tensor:
+        """Map the output of the last pruning prefill back to the prompt's positions.
+
+        A pruned prefill returns logits (and hidden states) for the kept tokens
+        only: ``[B, L', ...]`` with ``L' <= L``, kept tokens in their original
+        order, each sample right-aligned (shorter samples start with alignment
+        slots). This puts them back: ``[B, L, ...]``, position ``p`` of sample
+        ``b`` holding the value computed for prompt token ``p``, and ``fill`` at
+        the pruned positions. The last position is never pruned, so
+        ``x[:, -1]`` is always the next-token distribution.
+
+        Args:
+            x: ``[B, L', ...]`` from the last forward or ``generate`` prefill
+                that pruned (for example ``model(**inputs).logits``).
+            fill: value at pruned positions.
+        """
+        pruner = self.pruner
+        if pruner is None or pruner.last_positions is None:
+            raise RuntimeError("to_prompt_positions: no pruning prefill has run with this patch")
+        pos, valid = pruner.last_positions, pruner.last_slot_valid
+        if x.shape[:2] != pos.shape:
+            raise ValueError(f"x: expected [B, L', ...] = {list(pos.shape)} (the last pruned prefill), "
+                             f"got {list(x.shape)}")
+        B, L = pruner.last_keep_mask.shape
+        out = x.new_full((B, L) + tuple(x.shape[2:]), fill)
+        b, j = valid.nonzero(as_tuple=True)
+        out[b, pos[b, j].to(x.device)] = x[b, j]
+        return out
+
     def __enter__(self):
         return self
 
@@ -197,8 +227,11 @@ class InLLMPruner:
         self.K = method.layer
         self.state = _CallState()
         self.kept = weakref.WeakKeyDictionary()  # cache -> _Kept
-        # of the last pruning prefill: scores [B, L] (NaN off images), kept tokens bool [B, L]
+        # of the last pruning prefill: scores [B, L] (NaN off images), kept tokens bool [B, L],
+        # and where each of its L' output positions came from: prompt index [B, L'] and
+        # whether the slot holds a token (false at the left alignment slots)
         self.last_scores = self.last_keep_mask = None
+        self.last_positions = self.last_slot_valid = None
 
     # -- installation ---------------------------------------------------------
     def install(self, handle: PatchHandle) -> None:
@@ -237,6 +270,7 @@ class InLLMPruner:
         self.state = _CallState()
         self.kept = weakref.WeakKeyDictionary()
         self.last_scores = self.last_keep_mask = None
+        self.last_positions = self.last_slot_valid = None
 
     # -- hooks ----------------------------------------------------------------
     def _mm_pre(self, module, args, kwargs):
@@ -337,6 +371,7 @@ class InLLMPruner:
         order = torch.sort(keep_mask.to(torch.int8), dim=1, stable=True).indices[:, L - L_new:]
         valid = keep_mask.gather(1, order)  # false at the alignment slots
         new_pad = valid if pad is None else valid & pad.gather(1, order)
+        self.last_positions, self.last_slot_valid = order, valid
 
         hs = gather_kept(hs, order)
         cos, sin = kwargs["position_embeddings"]
