@@ -1,4 +1,4 @@
-"""Measurement helpers shared by the benchmark suites (see ../shared/design/BENCHMARKS.md).
+"""Measurement helpers shared by the benchmark suites (see docs/benchmarks.md).
 
 - ratios are measured A B A B in one process (`ab_times`);
 - peak extra memory is measured in a fresh subprocess from its peak RSS

@@ -1,4 +1,4 @@
-"""Token-reduction methods as score x select x placement (see METHODS.md).
+"""Token-reduction methods as score x select x placement (see docs/methods.md).
 
 A method object scores and selects; :mod:`vlmkern.patch` places it in a model.
 """

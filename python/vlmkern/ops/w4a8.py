@@ -1,7 +1,7 @@
 """W4A8 ops: int4 weights x int8 activations.
 
 Format (shared by every backend, what ``vlmkern.save_quantized`` writes; see
-``design/W4A8.md`` and ``csrc/math/w4a8.h``):
+``docs/w4a8.md`` and ``csrc/math/w4a8.h``):
 
 * weight: symmetric int4 per group of ``group_size`` consecutive k, value
   ``q in [-8, 7]`` stored as the nibble ``q + 8``, uint8 ``[N, K/2]``, low

@@ -1,7 +1,7 @@
 """Eager W4A8 references: round-to-nearest weight quantization, the activation
 quantizer, the exact integer GEMM and the fake-quant (fp32) linear.
 
-Format: ``vlmkern.ops.w4a8``'s docstring and ``design/W4A8.md``.
+Format: ``vlmkern.ops.w4a8``'s docstring and ``docs/w4a8.md``.
 """
 
 from __future__ import annotations
