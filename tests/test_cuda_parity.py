@@ -124,6 +124,19 @@ def test_attention_mass_noncontiguous():
         _assert_mass_close(out.cpu(), ref)
 
 
+def test_attention_mass_nan_and_inf_make_the_batch_row_nan():
+    g = torch.Generator().manual_seed(9)
+    q, k = torch.randn(3, 4, 3, 32, generator=g), torch.randn(3, 2, 90, 32, generator=g)
+    q[0, 1, 2, 5] = float("nan")
+    k[1, 0, 4, 0] = float("inf")
+    mask = torch.rand(3, 90, generator=g) > 0.2
+    for dt in DTYPES:
+        ref = _attention_mass(q.to(dt), k.to(dt), 0, 90, True, 0.2, mask)
+        out = _attention_mass(q.to(dt).cuda(), k.to(dt).cuda(), 0, 90, True, 0.2, mask.cuda()).cpu()
+        assert out[:2].isnan().all() and ref[:2].isnan().all() and not out[2].isnan().any()
+        _assert_mass_close(out, ref)
+
+
 def test_attention_mass_tiny_and_subnormal_inputs():
     # q.k products far below the smallest normal: near-uniform attention on both
     # backends (the CUDA build keeps IEEE denormals).

@@ -1,6 +1,8 @@
 // Argument validation shared by the CPU and CUDA implementations of each op, so
 // both backends reject the same inputs with the same messages.
 #pragma once
+#include <cmath>
+
 #include "core/checks.h"
 
 namespace vlmkern {
@@ -15,9 +17,10 @@ struct AttentionMassShape {
 };
 
 inline AttentionMassShape check_attention_mass_args(
-    const at::Tensor& q, const at::Tensor& k, int64_t key_start, int64_t key_end,
+    const at::Tensor& q, const at::Tensor& k, int64_t key_start, int64_t key_end, double scale,
     const std::optional<at::Tensor>& key_padding_mask,
     const std::optional<at::Tensor>& query_weights) {
+  TORCH_CHECK(std::isfinite(scale) && scale > 0, "scale: expected a finite value > 0, got ", scale);
   VLMKERN_CHECK_DIM(q, "q", 4, "[B, Hq, Lq, D]");
   VLMKERN_CHECK_DIM(k, "k", 4, "[B, Hkv, Lk, D]");
   VLMKERN_CHECK_FLOATING(q, "q");
@@ -53,6 +56,10 @@ inline AttentionMassShape check_attention_mass_args(
     TORCH_CHECK(w.scalar_type() == at::kFloat, "query_weights: expected float32, got ",
                 describe(w));
     VLMKERN_CHECK_SAME_DEVICE(w, "query_weights", q, "q");
+    // Values too (a NaN or negative weight would give NaN or negative masses);
+    // on CUDA this reads one bool back.
+    TORCH_CHECK(w.numel() == 0 || at::logical_and(w >= 0, w.isfinite()).all().item<bool>(),
+                "query_weights: expected finite values >= 0");
   }
   return s;
 }

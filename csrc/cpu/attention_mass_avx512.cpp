@@ -194,11 +194,22 @@ inline __mmask16 tail_mask(int left) {
 }
 
 void row_stats(const float* s, int n, float* m_out, float* l_out) {
+  // NaN scores are tracked apart (VMAXPS returns its second operand when either
+  // is NaN, and exp2_avx512 clamps NaN away): a row with a NaN or +inf score
+  // gets (NaN, NaN), so its mass is NaN, as in eager attention.
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
   __m512 vm = ninf;
-  for (int j = 0; j < n; j += 16)
-    vm = _mm512_max_ps(vm, _mm512_mask_loadu_ps(ninf, tail_mask(n - j), s + j));
+  __mmask16 nan = 0;
+  for (int j = 0; j < n; j += 16) {
+    const __m512 x = _mm512_mask_loadu_ps(ninf, tail_mask(n - j), s + j);
+    vm = _mm512_max_ps(vm, x);
+    nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  }
   const float m = _mm512_reduce_max_ps(vm);
+  if (nan || m == INFINITY) {  // a +inf score (Inf in q or k): exp2(inf - inf) is NaN
+    *m_out = *l_out = NAN;
+    return;
+  }
   if (m == -INFINITY) {
     *m_out = m;
     *l_out = 0.f;

@@ -39,8 +39,12 @@ void scalar_scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, con
 }
 
 void scalar_row_stats(const float* s, int n, float* m_out, float* l_out) {
+  // A NaN score makes the row's max NaN (std::max would skip it, and a row of
+  // NaN scores would pass as a row without valid keys): the row's mass is NaN,
+  // as on the vector paths and in eager attention.
   float m = -INFINITY;
-  for (int j = 0; j < n; ++j) m = std::max(m, s[j]);
+  for (int j = 0; j < n; ++j) m = (s[j] > m || s[j] != s[j]) ? s[j] : m;
+  if (m == INFINITY) m = NAN;  // a +inf score: exp2(inf - inf) is NaN
   float l = 0.f;
   if (m != -INFINITY)
     for (int j = 0; j < n; ++j) l += exp2f(s[j] - m);

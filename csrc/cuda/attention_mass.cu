@@ -21,7 +21,8 @@ at::Tensor attention_mass_cuda(const at::Tensor& q_in, const at::Tensor& k_in, i
   TORCH_CHECK(q_in.is_cuda(), "q: expected a CUDA tensor, got ", describe(q_in));
   const c10::cuda::CUDAGuard guard(q_in.device());
   const AttentionMassShape s =
-      check_attention_mass_args(q_in, k_in, key_start, key_end, key_padding_mask, query_weights);
+      check_attention_mass_args(q_in, k_in, key_start, key_end, scale, key_padding_mask,
+                                query_weights);
   const at::Tensor q = last_dim_contiguous(q_in), k = last_dim_contiguous(k_in);
   at::Tensor mask, qw;
   if (key_padding_mask) mask = key_padding_mask->contiguous();

@@ -146,9 +146,15 @@ __device__ __forceinline__ bool key_ok(const Params& p, int64_t b, int64_t j, in
   return j < kend && (p.key_valid == nullptr || p.key_valid[b * p.Lk + j]);
 }
 
-// Online (m, l) update with one score; s = -inf (exp2 = 0) adds nothing.
+// Online (m, l) update with one score; s = -inf (exp2 = 0) adds nothing; a
+// NaN score makes (m, l) NaN for good (merging skips a part whose max is -inf,
+// so a NaN left only in l would be lost, as the CPU keeps it in m too).
 __device__ __forceinline__ void online_add(float& m, float& l, float s) {
   if (s == -INFINITY) return;
+  if (s != s) {
+    m = l = NAN;
+    return;
+  }
   if (s > m) {
     l = l * exp2f(m - s) + 1.f;  // m = -inf: 0 * 0 + 1
     m = s;
@@ -211,6 +217,7 @@ __global__ void __launch_bounds__(kThreads) attention_mass_stats_kernel(Params p
     for (int r = 1; r < kRowsPerWarp; ++r)
       if (lane == r) mv = m[r], lv = l[r];
     const int64_t rr = wr0 + lane;
+    math::softmax_poison_inf(mv, lv);
     if (rr < p.Rg) {
       const int64_t idx = (b * p.n_chunks + c) * p.R + g * p.Rg + rr;
       p.part_m[idx] = mv;
@@ -257,6 +264,17 @@ __global__ void __launch_bounds__(kThreads) attention_mass_accumulate_kernel(Par
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int64_t tile = blockIdx.x % n_tiles, b = blockIdx.x / n_tiles;
   const int64_t lo = p.key_start + tile * kKeyTile, hi = min(lo + kKeyTile, p.key_end);
+  // A NaN coefficient (NaN or Inf in q or k) makes every key of the batch row
+  // NaN, masked ones included, as on the CPU (NaN x 0) and in eager attention.
+  int nan_row = 0;
+  for (int64_t r = tid; r < p.R; r += kThreads) {
+    const float c = p.row_coef[b * p.R + r];
+    nan_row |= c != c;
+  }
+  if (__syncthreads_or(nan_row)) {  // block-uniform
+    if (tid < kKeyTile && lo + tid < hi) p.out[b * (p.key_end - p.key_start) + (lo - p.key_start) + tid] = NAN;
+    return;
+  }
   bool ok[2];
 #pragma unroll
   for (int cc = 0; cc < 2; ++cc) ok[cc] = key_ok(p, b, lo + lane + 32 * cc, hi);

@@ -30,6 +30,13 @@ VLMKERN_INLINE void softmax_merge(float& m, float& l, float m2, float l2) {
   m = mn;
 }
 
+// A partial (m, l) whose max is +inf (a +inf score, from Inf in q or k) has no
+// finite softmax: exp2(inf - inf) is NaN. Every backend makes its l NaN, so the
+// row's coefficient and the batch row's masses are NaN (as in eager attention).
+VLMKERN_INLINE void softmax_poison_inf(float m, float& l) {
+  if (m == INFINITY) l = NAN;
+}
+
 // Number of keys query row i (of Lq rows standing at the last Lq positions of a
 // sequence of Lk keys) may attend to under a causal mask: keys [0, limit).
 VLMKERN_INLINE long long causal_limit(long long Lk, long long Lq, long long i, bool causal) {
@@ -39,8 +46,11 @@ VLMKERN_INLINE long long causal_limit(long long Lk, long long Lq, long long i, b
 // Weight of a query row in the final average:
 //   out[j] = sum_rows coef(row) * exp2(s2[row, j] - m(row)),
 //   coef = w_i / (sum_i w_i * Hq * l(row)); a row with no valid key (l = 0)
-// or a zero total weight contributes nothing.
+// or a zero total weight contributes nothing. A row whose scores hold NaN
+// (NaN or Inf in q or k) has l = NaN: its coefficient is NaN, so the batch
+// row's masses are NaN, as eager attention's probabilities would be.
 VLMKERN_INLINE float row_coef(float w_i, float w_sum, float heads, float l) {
+  if (l != l) return l;
   return (l > 0.0f && w_sum != 0.0f) ? w_i / (w_sum * heads * l) : 0.0f;
 }
 

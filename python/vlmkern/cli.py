@@ -68,9 +68,34 @@ def _bench(args) -> int:
     return rc
 
 
+def _demo_args_error(args) -> str | None:
+    """What is wrong with the demo's arguments, checked before any model is built."""
+    from vlmkern.methods.fastv import check_keep_ratio
+
+    try:
+        check_keep_ratio(args.keep_ratio)
+    except ValueError as e:
+        return str(e)
+    if not args.model and args.layers < 2:
+        return f"--layers must be at least 2 (FastV needs a layer before K), got {args.layers}"
+    if not args.model and not 1 <= args.layer <= args.layers - 1:
+        return f"--layer must be in [1, {args.layers - 1}] for {args.layers} layers, got {args.layer}"
+    if not args.model and (args.side < 56 or args.side % 28):
+        return f"--side must be a multiple of 28 pixels, at least 56 (Qwen's merged patch), got {args.side}"
+    if args.max_new_tokens < 1:
+        return f"--max-new-tokens must be at least 1, got {args.max_new_tokens}"
+    if args.threads is not None and args.threads < 1:
+        return f"--threads must be at least 1, got {args.threads}"
+    return None
+
+
 def _demo(args) -> int:
     from vlmkern import demo
 
+    why = _demo_args_error(args)
+    if why:
+        print(f"vlmkern demo: error: {why}", file=sys.stderr)
+        return 2
     return demo.main(args)
 
 

@@ -6,9 +6,10 @@
 // orders, so they agree to a few fp32 roundings: |cuda - cpu| <= 2e-6 * |cpu|
 // + 1e-12 per key (the largest deviation over these cases is printed with
 // --verbose and reported by the Python test). NaN inputs must give NaN at the
-// same keys. Cases: those of tests/test_cuda_parity.py, then many chunks,
-// head dim 1024, full causal squares, masked-out rows, NaN and subnormal
-// inputs, strided (transposed) q and k.
+// same keys (NaN or Inf in q or k make the batch row's masses NaN on both).
+// Cases: those of tests/test_cuda_parity.py, then many chunks, head dim 1024,
+// full causal squares, masked-out rows, NaN, Inf and subnormal inputs, strided
+// (transposed) q and k.
 #include <algorithm>
 
 #include "cpu/attention_mass_kernel.h"
@@ -33,6 +34,7 @@ struct Spec {
   bool transposed = false;  // q, k stored as [B, L, H, D] (strided heads)
   float q_scale = 1.f;      // scale of q's values (tiny: subnormal products)
   bool nan_q = false;       // one NaN in q of batch row 0
+  bool inf_k = false;       // one +inf in k of the last batch row
   bool zero_weights = false;
 };
 
@@ -68,7 +70,8 @@ std::string name_of(const Spec& s) {
              (long long)s.B, (long long)s.Hq, (long long)s.Hkv, (long long)s.Lq, (long long)s.Lk,
              (long long)s.D, s.causal ? " causal" : "", (long long)s.key_start, (long long)s.key_end,
              s.masked ? " masked" : "", s.weighted ? (s.zero_weights ? " zero-weights" : " weighted") : "",
-             s.transposed ? " strided" : "", s.q_scale != 1.f ? " tiny-q" : "", s.nan_q ? " nan" : "");
+             s.transposed ? " strided" : "", s.q_scale != 1.f ? " tiny-q" : "",
+             s.nan_q ? " nan" : (s.inf_k ? " inf" : ""));
 }
 
 double g_max_rel = 0;  // largest |cuda - cpu| / (|cpu| + atol/rtol) seen, for --verbose
@@ -77,10 +80,15 @@ int run(const Spec& s) {
   Rng g(s.seed);
   int64_t qs[3], ks[3];
   Tensor16 q = make(s.dt, g, s.B, s.Hq, s.Lq, s.D, s.transposed, s.q_scale, qs);
-  const Tensor16 k = make(s.dt, g, s.B, s.Hkv, s.Lk, s.D, s.transposed, 1.f, ks);
+  Tensor16 k = make(s.dt, g, s.B, s.Hkv, s.Lk, s.D, s.transposed, 1.f, ks);
   if (s.nan_q) {
     if (s.dt == DType::kF32) q.f32[0] = 0x7fc00000u;
     else q.h[0] = 0x7e00u;
+  }
+  if (s.inf_k) {  // batch row B-1, KV head 0, key 3, dim 0
+    const size_t at = size_t((s.B - 1) * ks[0] + 3 * ks[2]);
+    if (s.dt == DType::kF32) k.f32[at] = 0x7f800000u;
+    else k.h[at] = s.dt == DType::kBF16 ? 0x7f80u : 0x7c00u;
   }
   std::vector<uint8_t> valid;
   std::vector<float> weights;
@@ -208,6 +216,11 @@ void add_attention_mass_cases(Cases& out) {
   {
     Spec s{2, 2, 1, 4, 100, 16, DType::kF32, true, 0, 100, false, false, 24};
     s.nan_q = true;
+    add(out, s);
+    s.nan_q = false;
+    s.inf_k = true;  // +inf in k: the last batch row's masses are NaN on both backends
+    add(out, s);
+    s.dt = DType::kBF16;
     add(out, s);
     s = {1, 2, 1, 4, 100, 16, DType::kF32, false, 0, 100, false, false, 25};
     s.q_scale = 1e-30f;  // q.k products are subnormal: near-uniform attention

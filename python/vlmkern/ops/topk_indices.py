@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 
 from vlmkern import _build  # noqa: F401  (loads the extension)
+from vlmkern.ops import _checks
 
 _op = torch.ops.vlmkern.topk_indices
 
@@ -12,8 +13,9 @@ def topk_indices(scores: torch.Tensor, keep: int | torch.Tensor, k_max: int | No
 
     Args:
         scores: ``[B, N]`` float32, bfloat16 or float16.
-        keep: an int (every row keeps that many) or an int64 ``Tensor[B]``
-            (per-row budgets, ``0 <= keep[b] <= N``).
+        keep: an int (every row keeps that many) or an integer ``Tensor[B]``
+            (per-row budgets, ``0 <= keep[b] <= N``); a bool or a float is
+            refused.
         k_max: width of the result; default ``keep`` (int) or ``max(keep)``
             (tensor; computing it reads ``keep`` on the host). Pass it to avoid
             the read, e.g. under ``torch.compile``.
@@ -27,7 +29,11 @@ def topk_indices(scores: torch.Tensor, keep: int | torch.Tensor, k_max: int | No
     if scores.dim() != 2:
         raise ValueError(f"scores: expected a 2-d tensor [B, N], got shape {tuple(scores.shape)}")
     B, N = scores.shape
+    if k_max is not None:
+        k_max = _checks.integer("k_max", k_max)
     if isinstance(keep, torch.Tensor):
+        _checks.integer_tensor("keep", keep)
+        _checks.same_device("topk_indices", scores=scores, keep=keep)
         if keep.dim() != 1 or keep.shape[0] != B:
             raise ValueError(f"keep: expected a tensor of shape [B]=[{B}], got {tuple(keep.shape)}")
         keep_t = keep.to(device=scores.device, dtype=torch.int64)
@@ -37,7 +43,7 @@ def topk_indices(scores: torch.Tensor, keep: int | torch.Tensor, k_max: int | No
                 raise ValueError(f"keep: expected values in [0, N={N}], got min {lo}, max {hi}")
             k_max = hi
     else:
-        keep = int(keep)
+        keep = _checks.integer("keep", keep)
         if not 0 <= keep <= N:
             raise ValueError(f"keep: expected 0 <= keep <= N={N}, got {keep}")
         keep_t = torch.full((B,), keep, dtype=torch.int64, device=scores.device)
@@ -48,6 +54,7 @@ def topk_indices(scores: torch.Tensor, keep: int | torch.Tensor, k_max: int | No
 
 @torch.library.register_fake("vlmkern::topk_indices")
 def _topk_indices_fake(scores, keep, k_max):
+    _checks.same_device("topk_indices", scores=scores, keep=keep)
     torch._check(scores.dim() == 2, lambda: "scores: expected [B, N]")
     return scores.new_empty((scores.shape[0], k_max), dtype=torch.int64)
 
@@ -69,13 +76,30 @@ def gather_kept(x: torch.Tensor, indices: torch.Tensor, offset: int | torch.Tens
         thread start-up dominate a 1-6 MB copy), so none is shipped
         (bench/bench_topk.py).
     """
+    if indices.dim() != 2:
+        raise ValueError(f"indices: expected [B, k], got shape {tuple(indices.shape)}")
+    _checks.integer_tensor("indices", indices)
+    if x.dim() < 2:
+        raise ValueError(f"x: expected [B, L, ...], got shape {tuple(x.shape)}")
     B, k = indices.shape
-    idx = indices + (offset.view(-1, 1) if isinstance(offset, torch.Tensor) else offset)
-    rest = x.shape[2:]
+    if isinstance(offset, torch.Tensor):
+        _checks.integer_tensor("offset", offset)
+        idx = indices + offset.view(-1, 1)
+    else:
+        idx = indices + _checks.integer("offset", offset)
+    rest, L = x.shape[2:], x.shape[1]
+    # Out-of-range positions would read another sample's rows of the flattened
+    # batch: refuse them (one min/max reduction; a device sync on CUDA).
+    if idx.numel():
+        if torch.compiler.is_compiling():  # traced: an assertion op instead of a host read
+            torch._assert_async(((idx >= 0) & (idx < L)).all(),
+                                "gather_kept: indices: offset + indices out of range [0, L)")
+        elif int(idx.min()) < 0 or int(idx.max()) >= L:
+            raise IndexError(f"indices: offset + indices out of range [0, L={L}): got values in "
+                             f"[{int(idx.min())}, {int(idx.max())}]")
     if x.shape[0] == 1:
         return x[0].index_select(0, idx.reshape(-1)).view(B, k, *rest)
     if x.shape[0] != B:
         raise ValueError(f"x: expected batch 1 or {B}, got shape {tuple(x.shape)}")
-    L = x.shape[1]
     base = torch.arange(B, device=idx.device).view(B, 1) * L
     return x.reshape(B * L, *rest).index_select(0, (idx + base).reshape(-1)).view(B, k, *rest)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from vlmkern import _build  # noqa: F401  (loads the extension)
+from vlmkern.ops import _checks
 
 _ops = torch.ops.vlmkern
 
@@ -41,7 +42,7 @@ def quantize_per_token_int8(x: torch.Tensor, group_size: int):
         int32 ``[..., K/group_size]`` (sum of the codes of each group, which
         the GEMM needs for the ``-8`` nibble offset).
     """
-    return _ops.quantize_per_token_int8(x, int(group_size))
+    return _ops.quantize_per_token_int8(x, _checks.integer("group_size", group_size))
 
 
 def w4a8_pack(weight: torch.Tensor, scales: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -51,7 +52,7 @@ def w4a8_pack(weight: torch.Tensor, scales: torch.Tensor, group_size: int) -> to
     scale is an error at load, not garbage at run time. Any N (the packing
     pads it); ``K % group_size == 0`` (``W4A8Linear`` pads K).
     """
-    return _ops.w4a8_pack(weight, scales, int(group_size))
+    return _ops.w4a8_pack(weight, scales, _checks.integer("group_size", group_size))
 
 
 def w4a8_gemm(codes, x_scales, x_rowsums, packed, w_scales, group_size: int, bias=None,
@@ -61,21 +62,22 @@ def w4a8_gemm(codes, x_scales, x_rowsums, packed, w_scales, group_size: int, bia
     Args:
         codes, x_scales, x_rowsums: from :func:`quantize_per_token_int8`
             (2-d ``[M, K]``, ``[M]``, ``[M, K/group_size]``). ``x_rowsums``
-            must be the group sums of ``codes``: some paths use it, others
-            (AMX, CUDA) recompute the correction from the codes.
+            is taken as given by every path (the ``-8`` nibble offset is
+            corrected with it): pass the quantizer's. A NaN ``x_scales`` entry
+            makes that row's outputs NaN.
         packed: from :func:`w4a8_pack` on the same device.
         w_scales: float32 ``[N, K/group_size]``.
         bias: ``[N]`` any float dtype, or None.
         out_dtype: float32 (default), bfloat16 or float16.
     """
-    return _ops.w4a8_gemm(codes, x_scales, x_rowsums, packed, w_scales, int(group_size), bias,
-                          out_dtype)
+    return _ops.w4a8_gemm(codes, x_scales, x_rowsums, packed, w_scales,
+                          _checks.integer("group_size", group_size), bias, out_dtype)
 
 
 def w4a8_linear(x: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, group_size: int,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
     """Quantize ``x`` ``[..., K]`` per row and multiply: ``[..., N]`` in ``x.dtype``."""
-    return _ops.w4a8_linear(x, packed, w_scales, int(group_size), bias)
+    return _ops.w4a8_linear(x, packed, w_scales, _checks.integer("group_size", group_size), bias)
 
 
 def packed_shape(N: int, K: int, device: torch.device | str) -> tuple[int, ...]:
@@ -87,6 +89,7 @@ def packed_shape(N: int, K: int, device: torch.device | str) -> tuple[int, ...]:
 
 @torch.library.register_fake("vlmkern::quantize_per_token_int8")
 def _quantize_fake(x, group_size):
+    torch._check(x.dim() >= 1, lambda: "x: expected [..., K]")
     K = x.shape[-1]
     torch._check(K % group_size == 0, lambda: "x: K must be divisible by group_size")
     lead = x.shape[:-1]
@@ -96,15 +99,19 @@ def _quantize_fake(x, group_size):
 
 @torch.library.register_fake("vlmkern::w4a8_pack")
 def _pack_fake(weight, scales, group_size):
+    _checks.same_device("w4a8_pack", weight=weight, scales=scales)
     N, K = weight.shape[0], weight.shape[1] * 2
     return weight.new_empty(packed_shape(N, K, weight.device), dtype=torch.uint8)
 
 
 @torch.library.register_fake("vlmkern::w4a8_gemm")
 def _gemm_fake(codes, x_scales, x_rowsums, packed, w_scales, group_size, bias=None, out_dtype=None):
+    _checks.same_device("w4a8_gemm", codes=codes, x_scales=x_scales, x_rowsums=x_rowsums, packed=packed,
+                        w_scales=w_scales, bias=bias)
     return codes.new_empty((codes.shape[0], w_scales.shape[0]), dtype=out_dtype or torch.float32)
 
 
 @torch.library.register_fake("vlmkern::w4a8_linear")
 def _linear_fake(x, packed, w_scales, group_size, bias=None):
+    _checks.same_device("w4a8_linear", x=x, packed=packed, w_scales=w_scales, bias=bias)
     return x.new_empty((*x.shape[:-1], w_scales.shape[0]))

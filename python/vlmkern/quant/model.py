@@ -120,6 +120,10 @@ def quantize(model, scheme: str = "w4a8", group_size: int | None = 128, targets=
     Returns:
         ``model`` (modified in place; the float weights of replaced layers are
         released unless something else references them).
+
+    All or nothing: if anything fails or is interrupted part-way (an error in a
+    layer's quantization, ``KeyboardInterrupt``), every layer replaced so far
+    is put back and the model is as it was.
     """
     if scheme not in QUANT_SCHEMES:
         raise ValueError(f"scheme must be one of {QUANT_SCHEMES}, got {scheme!r}")
@@ -127,14 +131,20 @@ def quantize(model, scheme: str = "w4a8", group_size: int | None = 128, targets=
     if not layers:
         raise ValueError(f"quantize: no nn.Linear layers found under targets={targets!r}")
     inputs = _record_inputs(model, layers, calibration, calibration_rows) if calibration is not None else {}
-    for name, lin in _progress(layers, len(layers), "vlmkern.quantize w4a8", progress):
-        smooth = None
-        if name in inputs:
-            smooth = awq_search(lin, inputs.pop(name), group_size, grid=awq_grid)
-        q = W4A8Linear.from_linear(lin, group_size=group_size, smooth=smooth)
-        old = _set_module(model, name, q)
-        if _replaced is not None:
-            _replaced.append((name, old))
+    replaced = []
+    try:
+        for name, lin in _progress(layers, len(layers), "vlmkern.quantize w4a8", progress):
+            smooth = None
+            if name in inputs:
+                smooth = awq_search(lin, inputs.pop(name), group_size, grid=awq_grid)
+            q = W4A8Linear.from_linear(lin, group_size=group_size, smooth=smooth)
+            replaced.append((name, _set_module(model, name, q)))
+    except BaseException:
+        for name, old in reversed(replaced):  # put the float layers back
+            _set_module(model, name, old)
+        raise
+    if _replaced is not None:
+        _replaced.extend(replaced)
     return model
 
 
@@ -211,7 +221,12 @@ def awq_search(linear: torch.nn.Linear, x: torch.Tensor, group_size: int | None,
 
 def save_quantized(model, path: str) -> None:
     """Write the whole model state (W4A8 layers in the logical format) to one
-    safetensors file; the metadata lists the quantized layers."""
+    safetensors file; the metadata lists the quantized layers. Atomic: the file
+    is written next to ``path`` and renamed over it, so a failure part-way
+    leaves an existing file at ``path`` as it was."""
+    import os
+    import tempfile
+
     from safetensors.torch import save_model
 
     layers = {n: {"in_features": m.in_features, "out_features": m.out_features,
@@ -221,36 +236,145 @@ def save_quantized(model, path: str) -> None:
               for n, m in quantized_layers(model).items()}
     if not layers:
         raise ValueError("save_quantized: the model has no W4A8Linear layers (call vlmkern.quantize first)")
-    save_model(model, path, metadata={"format": FORMAT, "layers": json.dumps(layers)})
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    os.close(fd)
+    try:
+        save_model(model, tmp, metadata={"format": FORMAT, "layers": json.dumps(layers)})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+_BIAS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _layer_spec(path: str, name: str, spec, model) -> dict:
+    """A layer entry of the file's metadata, checked against the model before
+    anything is allocated from it: the layer must be a Linear of the model with
+    the same shape (so no size comes from the file alone)."""
+    def bad(why):
+        return ValueError(f"{path}: layer {name!r}: {why} (a file saved from another model, or a "
+                          "tampered header)")
+
+    if not isinstance(spec, dict):
+        raise bad(f"expected a dict, got {type(spec).__name__}")
+    try:
+        old = model.get_submodule(name)
+    except AttributeError:
+        raise bad("the model has no such module") from None
+    if not isinstance(old, (torch.nn.Linear, W4A8Linear)):
+        raise bad(f"the model's module is a {type(old).__name__}, not a Linear")
+    for key in ("in_features", "out_features"):
+        v = spec.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v != getattr(old, key):
+            raise bad(f"{key} is {v!r}, the model's layer has {getattr(old, key)}")
+    g = spec.get("group_size")
+    if g is not None and (isinstance(g, bool) or not isinstance(g, int) or g <= 0 or g % 8):
+        raise bad(f"group_size {g!r} is not a positive multiple of 8 or null")
+    for key in ("bias", "smooth"):
+        if not isinstance(spec.get(key), bool):
+            raise bad(f"{key} must be true or false, got {spec.get(key)!r}")
+    if spec["bias"] != (old.bias is not None):
+        raise bad(f"bias is {spec['bias']}, the model's layer {'has' if old.bias is not None else 'has no'} bias")
+    bias_dtype = spec.get("bias_dtype")
+    if spec["bias"] and bias_dtype not in _BIAS_DTYPES:
+        raise bad(f"bias_dtype {bias_dtype!r} is not one of {sorted(_BIAS_DTYPES)}")
+    return spec
 
 
 def load_quantized(model, path: str, *, strict: bool = True):
     """Load a file written by :func:`save_quantized` into ``model``, a freshly
     built model of the same architecture (random or float weights): the listed
     layers are replaced by :class:`W4A8Linear` and every tensor is loaded.
-    Scales are validated (finite, > 0). Returns ``model``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_model
 
-    with safe_open(path, framework="pt") as f:
+    Safetensors only (never pickle). Everything is checked before the model is
+    touched: the format tag, each listed layer against the model (a Linear of
+    the same shape), every tensor's name, shape and dtype against the model's,
+    and the scales (finite, > 0). On any error the model is unchanged and a
+    ``ValueError`` names the file and the problem. Returns ``model``."""
+    from safetensors import SafetensorError, safe_open
+
+    path = str(path)
+    try:
+        f = safe_open(path, framework="pt")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); vlmkern loads W4A8 "
+                         "checkpoints from safetensors files only, never pickle") from e
+    with f:
         meta = f.metadata() or {}
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a vlmkern W4A8 file (format={meta.get('format')!r}, "
-                         f"expected {FORMAT!r})")
-    for name, spec in json.loads(meta["layers"]).items():
-        old = model.get_submodule(name)
-        dev = next(old.parameters()).device if any(True for _ in old.parameters()) else None
-        q = W4A8Linear(spec["in_features"], spec["out_features"], spec["bias"],
-                       group_size=spec["group_size"],
-                       bias_dtype=getattr(torch, spec["bias_dtype"] or "float32"), device=dev)
-        if spec["smooth"]:
-            q.smooth = torch.ones(spec["in_features"], device=dev)
-        _set_module(model, name, q)
-    load_model(model, path, strict=strict)
-    for name, q in quantized_layers(model).items():
-        s = q.scales
-        if not bool(torch.isfinite(s).all() and (s > 0).all()):
-            raise ValueError(f"{path}: layer {name} has non-finite or non-positive scales")
-        if q.smooth is not None and not bool(torch.isfinite(q.smooth).all() and (q.smooth > 0).all()):
-            raise ValueError(f"{path}: layer {name} has non-finite or non-positive smooth scales")
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{path}: not a vlmkern W4A8 file (format={meta.get('format')!r}, "
+                             f"expected {FORMAT!r})")
+        try:
+            layers = json.loads(meta.get("layers", ""))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: the metadata's layer list is not valid JSON ({e})") from e
+        if not isinstance(layers, dict) or not layers:
+            raise ValueError(f"{path}: the metadata lists no quantized layers")
+        specs = {name: _layer_spec(path, name, spec, model) for name, spec in layers.items()}
+
+        # The replacements (sized by the model's own layers), and the state the
+        # model would have with them, to check the file's tensors against.
+        new = {}
+        for name, spec in specs.items():
+            old = model.get_submodule(name)
+            dev = next(old.parameters()).device if any(True for _ in old.parameters()) else None
+            q = W4A8Linear(spec["in_features"], spec["out_features"], spec["bias"],
+                           group_size=spec["group_size"],
+                           bias_dtype=_BIAS_DTYPES.get(spec["bias_dtype"], torch.float32), device=dev)
+            if spec["smooth"]:
+                q.smooth = torch.ones(spec["in_features"], device=dev)
+            new[name] = q
+        expected = {}
+        for key, t in model.state_dict().items():
+            owner = next((n for n in new if key.startswith(n + ".")), None)
+            if owner is None:
+                expected[key] = (tuple(t.shape), t.dtype)
+        for name, q in new.items():
+            for k, t in q.state_dict().items():
+                expected[f"{name}.{k}"] = (tuple(t.shape), t.dtype)
+        keys = set(f.keys())
+        missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+        if strict and (missing or unexpected):
+            raise ValueError(f"{path}: the file does not match this model: missing {missing[:5]}"
+                             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                             f"{'...' if len(unexpected) > 5 else ''} (a file saved from another model?)")
+        for key in sorted(keys & set(expected)):
+            sl = f.get_slice(key)
+            shape, dtype = tuple(sl.get_shape()), sl.get_dtype()
+            want_shape, want_dtype = expected[key]
+            if shape != want_shape:
+                raise ValueError(f"{path}: tensor {key} has shape {list(shape)}, the model expects "
+                                 f"{list(want_shape)}")
+            if not _same_dtype(dtype, want_dtype):
+                raise ValueError(f"{path}: tensor {key} has dtype {dtype}, the model expects {want_dtype}")
+        state = {key: f.get_tensor(key) for key in keys & set(expected)}
+
+    for name, q in new.items():
+        for what in ("scales", "smooth"):
+            t = state.get(f"{name}.{what}")
+            if t is not None and not bool(torch.isfinite(t).all() and (t > 0).all()):
+                raise ValueError(f"{path}: layer {name} has non-finite or non-positive "
+                                 f"{'scales' if what == 'scales' else 'smooth scales'}")
+    # Swap in, load, and undo both if loading fails.
+    swapped = [(name, _set_module(model, name, q)) for name, q in new.items()]
+    try:
+        model.load_state_dict(state, strict=strict)
+    except BaseException:
+        for name, old in reversed(swapped):
+            _set_module(model, name, old)
+        raise
     return model
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "F64": torch.float64, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+                       "I32": torch.int32, "I64": torch.int64, "BOOL": torch.bool}
+
+
+def _same_dtype(st_dtype: str, dtype: torch.dtype) -> bool:
+    return _SAFETENSORS_DTYPES.get(st_dtype) == dtype

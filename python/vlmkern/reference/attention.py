@@ -29,7 +29,8 @@ def attention_mass(q, k, key_start=0, key_end=None, *, causal=True, scale=None,
     if key_padding_mask is not None:
         valid = valid & key_padding_mask.bool().view(B, 1, 1, Lk)
     s = s.masked_fill(~valid, float("-inf"))
-    p = torch.softmax(s, dim=-1).nan_to_num(0.0)  # rows with no valid key -> 0
+    # rows with no valid key -> 0; NaN from NaN or Inf inputs stays NaN
+    p = torch.where(valid.any(dim=-1, keepdim=True), torch.softmax(s, dim=-1), 0.0)
     p = p.mean(dim=1)  # [B, Lq, Lk] head mean
     if query_weights is None:
         w = torch.ones(B, Lq, dtype=torch.float64, device=q.device)
