@@ -6,6 +6,10 @@ import torch
 import vlmkern
 
 
+if os.environ.get("VLMKERN_SANITIZED") == "1":  # make sanitize: the instrumented build, not the installed one
+    assert "sanitize" in vlmkern.__file__, f"expected the sanitizer build, imported {vlmkern.__file__}"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same random state."""
