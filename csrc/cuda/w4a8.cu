@@ -39,6 +39,8 @@ at::Tensor w4a8_pack_cuda(const at::Tensor& weight_in, const at::Tensor& scales,
   const int64_t N = weight_in.size(0), K = weight_in.size(1) * 2;
   const at::Tensor weight = weight_in.contiguous();
   at::Tensor packed = at::empty({N, K / 8, 4}, weight.options());
+  const char* why = cuda::w4a8_pack_plan_error(N, K);
+  TORCH_CHECK(why == nullptr, why, ", got ", describe(weight_in));
   C10_CUDA_CHECK(cuda::w4a8_pack_launch(weight.data_ptr<uint8_t>(), N, K,
                                         packed.data_ptr<uint8_t>(),
                                         c10::cuda::getCurrentCUDAStream()));

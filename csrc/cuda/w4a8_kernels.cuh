@@ -299,6 +299,10 @@ cudaError_t w4a8_quantize_launch(const W4A8QuantProblem& p, cudaStream_t stream)
   return cudaGetLastError();
 }
 
+const char* w4a8_pack_plan_error(int64_t N, int64_t K) {
+  return (N * (K / 8) + 255) / 256 >= (int64_t(1) << 31) ? "weight: too large for one launch" : nullptr;
+}
+
 // weight: logical nibbles [N, K/2] contiguous -> out [N, K/8, 4].
 cudaError_t w4a8_pack_launch(const uint8_t* weight, int64_t N, int64_t K, uint8_t* out,
                              cudaStream_t stream) {

@@ -227,6 +227,20 @@ void add_attention_mass_cases(Cases& out) {
     add(out, s);
   }
   add(out, {5, 4, 2, 7, 513, 64, DType::kF16, true, 1, 512, true, true, 26});
+  out.push_back({"launch limits", [] {  // planning only: sizes no test could allocate
+    int f = 0;
+    vlmkern::cuda::AttentionMassProblem pb{};
+    pb.dtype = DType::kBF16, pb.B = 65536, pb.Hq = 28, pb.Hkv = 4, pb.Lq = 1, pb.Lk = 8192, pb.D = 128;
+    pb.key_end = pb.Lk, pb.scale = 1.f;
+    if (!vlmkern::cuda::attention_mass_plan_error(pb)) std::printf("FAIL launch limits: B=65536 accepted\n"), ++f;
+    pb.B = 1, pb.Lk = int64_t(1) << 40, pb.key_end = pb.Lk;  // 2^34 key tiles
+    if (!vlmkern::cuda::attention_mass_plan_error(pb)) std::printf("FAIL launch limits: 2^40 keys accepted\n"), ++f;
+    pb.Lk = 131072, pb.key_end = pb.Lk;  // a long video is fine
+    if (const char* e = vlmkern::cuda::attention_mass_plan_error(pb)) std::printf("FAIL launch limits: %s\n", e), ++f;
+    const int64_t ws = vlmkern::cuda::attention_mass_workspace_floats(pb);
+    if (ws <= 0 || ws > (int64_t(1) << 24)) std::printf("FAIL launch limits: workspace %lld\n", (long long)ws), ++f;
+    return f;
+  }});
 }
 
 }  // namespace harness

@@ -428,6 +428,15 @@ void add_w4a8_cases(Cases& out) {
     return gemm_case({20, 24, 128, 64}, DType::kF32, true, 11, {kSubnormal, kNan, kRandom, kZero});
   });
   add(out, "bad weight scales", bad_scale_case);
+  add(out, "launch limits", [] {  // planning only: sizes no test could allocate
+    int f = 0;
+    const cuda::W4A8QuantProblem q{DType::kF32, nullptr, int64_t(1) << 31, 64, 32, 64, nullptr, nullptr, nullptr};
+    if (!cuda::w4a8_quantize_plan_error(q)) std::printf("FAIL launch limits: 2^31 rows accepted\n"), ++f;
+    if (!cuda::w4a8_pack_plan_error(int64_t(1) << 32, 1024)) std::printf("FAIL launch limits: pack\n"), ++f;
+    if (cuda::w4a8_pack_plan_error(16384, 16384)) std::printf("FAIL launch limits: 16384^2 refused\n"), ++f;
+    // M beyond the 65535-tile grid is walked by the grid-stride loop: the grid is capped, not refused
+    return f;
+  });
 }
 
 }  // namespace harness
