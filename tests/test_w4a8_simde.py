@@ -11,34 +11,19 @@ instructions the real paths are also covered by test_w4a8_ops.py, which forces
 every path the CPU supports. Speed on such machines is not measured.
 """
 
-import os
 import shutil
-import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from simde_build import build_and_run
+
 simde_py = pytest.importorskip("simde_py", reason="simde-py (requirements.txt) is not installed")
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_vnni_and_amx_kernels_match_plain_cpp_under_emulation(tmp_path):
-    cxx = ["g++", "-std=c++20", "-O1", "-w", f"-I{os.path.join(ROOT, 'csrc')}"]
-    # portable SIMDe only (no -m flags), with an exact fused multiply-add
-    # (tests/simde/immintrin.h), and no AVX-512 target attributes
-    emulated = cxx + ["-DVLMKERN_EMULATED_ISA", f"-I{os.path.join(ROOT, 'tests', 'simde')}",
-                      f"-I{simde_py.get_include()}"]
-    objs = []
-    for src, flags in [("csrc/cpu/w4a8_avx512.cpp", emulated), ("csrc/cpu/w4a8_amx.cpp", emulated),
-                       ("csrc/cpu/w4a8_kernel.cpp", cxx),
-                       ("tests/simde/w4a8_vnni_harness.cpp", cxx)]:
-        obj = str(tmp_path / (os.path.basename(src) + ".o"))
-        r = subprocess.run(flags + ["-c", os.path.join(ROOT, src), "-o", obj], capture_output=True, text=True)
-        assert r.returncode == 0, f"compiling {src} failed:\n{r.stderr[-3000:]}"
-        objs.append(obj)
-    exe = str(tmp_path / "harness")
-    r = subprocess.run(["g++"] + objs + ["-o", exe], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    r = subprocess.run([exe], capture_output=True, text=True, timeout=600)
+    r = build_and_run(tmp_path, simde_py.get_include(),
+                      emulated=["csrc/cpu/w4a8_avx512.cpp", "csrc/cpu/w4a8_amx.cpp"],
+                      plain=["csrc/cpu/w4a8_kernel.cpp", "tests/simde/w4a8_vnni_harness.cpp"], timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "39 cases (15 on AMX tiles), 0 failures" in r.stdout, r.stdout

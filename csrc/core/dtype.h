@@ -20,4 +20,15 @@ VLMKERN_INLINE float load_as_float(DType dt, const void* p, int64_t i) {
   return 0.f;
 }
 
+// f(T{}) with T the element type of dt (float, math::Bf16, math::Fp16): one
+// dispatch for every kernel templated on its element type.
+template <class F>
+auto with_element_type(DType dt, F&& f) {
+  switch (dt) {
+    case DType::kBF16: return f(math::Bf16{});
+    case DType::kF16: return f(math::Fp16{});
+    default: return f(float{});
+  }
+}
+
 }  // namespace vlmkern

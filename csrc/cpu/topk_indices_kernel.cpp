@@ -36,14 +36,10 @@ void rows_impl(const T* scores, int64_t s_sb, int64_t s_sn, int64_t N, const int
 
 void topk_indices_rows(DType dt, const void* scores, int64_t s_sb, int64_t s_sn, int64_t N,
                        const int64_t* keep, int64_t k_max, int64_t* out, int64_t b0, int64_t b1) {
-  switch (dt) {
-    case DType::kF32:
-      return rows_impl(static_cast<const float*>(scores), s_sb, s_sn, N, keep, k_max, out, b0, b1);
-    case DType::kBF16:
-      return rows_impl(static_cast<const math::Bf16*>(scores), s_sb, s_sn, N, keep, k_max, out, b0, b1);
-    case DType::kF16:
-      return rows_impl(static_cast<const math::Fp16*>(scores), s_sb, s_sn, N, keep, k_max, out, b0, b1);
-  }
+  with_element_type(dt, [&](auto t) {
+    using T = decltype(t);
+    rows_impl(static_cast<const T*>(scores), s_sb, s_sn, N, keep, k_max, out, b0, b1);
+  });
 }
 
 }  // namespace vlmkern::cpu

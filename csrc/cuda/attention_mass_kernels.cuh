@@ -419,12 +419,9 @@ cudaError_t attention_mass_launch(const AttentionMassProblem& s, float* workspac
   p.part_l = workspace + part;
   p.row_m = workspace + 2 * part;
   p.row_coef = p.row_m + s.B * p.R;
-  switch (s.dtype) {
-    case DType::kF32: return attention_mass_launch_t<float>(p, s.B, stream);
-    case DType::kBF16: return attention_mass_launch_t<math::Bf16>(p, s.B, stream);
-    case DType::kF16: return attention_mass_launch_t<math::Fp16>(p, s.B, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_element_type(s.dtype, [&](auto t) {
+    return attention_mass_launch_t<decltype(t)>(p, s.B, stream);
+  });
 }
 
 }  // namespace

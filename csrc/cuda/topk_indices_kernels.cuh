@@ -181,21 +181,11 @@ const char* topk_indices_plan_error(const TopkArgs& a) {
 // Enqueues the kernel (nothing for an empty output); returns the launch status.
 cudaError_t topk_indices_launch(const TopkArgs& a, cudaStream_t stream) {
   if (a.B == 0 || a.k_max == 0) return cudaSuccess;
-  const dim3 grid(unsigned(a.B));
-  switch (a.dtype) {
-    case DType::kF32:
-      VLMKERN_LAUNCH(topk_indices_kernel<float>, grid, kTopkThreads, 0, stream)(
-          static_cast<const float*>(a.scores), a.s_sb, a.s_sn, a.N, a.keep, a.k_max, a.out);
-      break;
-    case DType::kBF16:
-      VLMKERN_LAUNCH(topk_indices_kernel<math::Bf16>, grid, kTopkThreads, 0, stream)(
-          static_cast<const math::Bf16*>(a.scores), a.s_sb, a.s_sn, a.N, a.keep, a.k_max, a.out);
-      break;
-    case DType::kF16:
-      VLMKERN_LAUNCH(topk_indices_kernel<math::Fp16>, grid, kTopkThreads, 0, stream)(
-          static_cast<const math::Fp16*>(a.scores), a.s_sb, a.s_sn, a.N, a.keep, a.k_max, a.out);
-      break;
-  }
+  with_element_type(a.dtype, [&](auto t) {
+    using T = decltype(t);
+    VLMKERN_LAUNCH(topk_indices_kernel<T>, dim3(unsigned(a.B)), kTopkThreads, 0, stream)(
+        static_cast<const T*>(a.scores), a.s_sb, a.s_sn, a.N, a.keep, a.k_max, a.out);
+  });
   return cudaGetLastError();
 }
 

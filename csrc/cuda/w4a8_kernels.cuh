@@ -281,21 +281,11 @@ const char* w4a8_quantize_plan_error(const W4A8QuantProblem& p) {
 
 cudaError_t w4a8_quantize_launch(const W4A8QuantProblem& p, cudaStream_t stream) {
   if (p.M == 0) return cudaSuccess;
-  const dim3 grid(unsigned(p.M));
-  switch (p.dtype) {
-    case DType::kF32:
-      VLMKERN_LAUNCH(quantize_kernel<float>, grid, kQuantThreads, 0, stream)(
-          static_cast<const float*>(p.x), p.x_sm, p.K, p.G, p.codes, p.scales, p.rowsums);
-      break;
-    case DType::kBF16:
-      VLMKERN_LAUNCH(quantize_kernel<math::Bf16>, grid, kQuantThreads, 0, stream)(
-          static_cast<const math::Bf16*>(p.x), p.x_sm, p.K, p.G, p.codes, p.scales, p.rowsums);
-      break;
-    case DType::kF16:
-      VLMKERN_LAUNCH(quantize_kernel<math::Fp16>, grid, kQuantThreads, 0, stream)(
-          static_cast<const math::Fp16*>(p.x), p.x_sm, p.K, p.G, p.codes, p.scales, p.rowsums);
-      break;
-  }
+  with_element_type(p.dtype, [&](auto t) {
+    using T = decltype(t);
+    VLMKERN_LAUNCH(quantize_kernel<T>, dim3(unsigned(p.M)), kQuantThreads, 0, stream)(
+        static_cast<const T*>(p.x), p.x_sm, p.K, p.G, p.codes, p.scales, p.rowsums);
+  });
   return cudaGetLastError();
 }
 
@@ -361,11 +351,9 @@ cudaError_t w4a8_gemm_launch(const W4A8GemmProblem& p, W4A8GemmPath path, cudaSt
                              int64_t max_grid_y = kMaxGridYZ) {
   if (p.M == 0) return cudaSuccess;
   if (path == W4A8GemmPath::kMma && p.G % 32 != 0) return cudaErrorInvalidValue;
-  switch (p.out_dtype) {
-    case DType::kF32: w4a8_gemm_launch_t<float>(p, path, max_grid_y, stream); break;
-    case DType::kBF16: w4a8_gemm_launch_t<math::Bf16>(p, path, max_grid_y, stream); break;
-    case DType::kF16: w4a8_gemm_launch_t<math::Fp16>(p, path, max_grid_y, stream); break;
-  }
+  with_element_type(p.out_dtype, [&](auto t) {
+    w4a8_gemm_launch_t<decltype(t)>(p, path, max_grid_y, stream);
+  });
   return cudaGetLastError();
 }
 

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 # Translation units compiled against the emulator (the kernels' harnesses).
-EMULATED = ["cudasim.cpp", "harness_main.cpp", "selftest.cpp", "topk_indices_harness.cpp",
-            "attention_mass_harness.cpp", "w4a8_harness.cpp"]
+EMULATED = ["cudasim.cpp", "fiber.cpp", "warp.cpp", "half.cpp", "harness_main.cpp", "selftest.cpp",
+            "topk_indices_harness.cpp", "attention_mass_harness.cpp", "w4a8_harness.cpp"]
 # The CPU side: the torch-free kernels as the extension compiles them (plain C++ path).
 PLAIN = ["csrc/cpu/topk_indices_kernel.cpp", "csrc/cpu/attention_mass_kernel.cpp",
          "csrc/cpu/w4a8_kernel.cpp", "csrc/core/cpu_features.cpp", "tests/cudasim/cpu_plain_only.cpp"]
