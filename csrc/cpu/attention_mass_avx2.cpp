@@ -210,8 +210,8 @@ void scores(DType dt, const uint8_t* qbuf, int64_t q_pitch, int rows, const void
 void row_stats(const float* s, int n, float* m_out, float* l_out) {
   // NaN scores are tracked apart: MAXPS returns its second operand when either
   // is NaN and exp2_avx2 maps NaN to 0, so a NaN would otherwise vanish. A row
-  // with a NaN or +inf score gets (NaN, NaN): its mass is NaN, as in eager
-  // attention.
+  // with a NaN score gets (NaN, NaN): its mass is NaN, as in eager attention
+  // (a +inf score is the driver's business: math::softmax_poison_inf).
   __m256 vm = _mm256_set1_ps(-INFINITY), vnan = _mm256_setzero_ps();
   int j = 0;
   for (; j + 8 <= n; j += 8) {
@@ -225,7 +225,7 @@ void row_stats(const float* s, int n, float* m_out, float* l_out) {
   bool nan = _mm256_movemask_ps(vnan) != 0;
   for (int i = 0; i < 8; ++i) m = t[i] > m ? t[i] : m;
   for (int jj = j; jj < n; ++jj) m = s[jj] > m ? s[jj] : m, nan |= s[jj] != s[jj];
-  if (nan || m == INFINITY) {  // a +inf score (Inf in q or k): exp2(inf - inf) is NaN
+  if (nan) {
     *m_out = *l_out = NAN;
     return;
   }

@@ -195,8 +195,9 @@ inline __mmask16 tail_mask(int left) {
 
 void row_stats(const float* s, int n, float* m_out, float* l_out) {
   // NaN scores are tracked apart (VMAXPS returns its second operand when either
-  // is NaN, and exp2_avx512 clamps NaN away): a row with a NaN or +inf score
-  // gets (NaN, NaN), so its mass is NaN, as in eager attention.
+  // is NaN, and exp2_avx512 clamps NaN away): a row with a NaN score gets
+  // (NaN, NaN), so its mass is NaN, as in eager attention (a +inf score is the
+  // driver's business: math::softmax_poison_inf).
   const __m512 ninf = _mm512_set1_ps(-INFINITY);
   __m512 vm = ninf;
   __mmask16 nan = 0;
@@ -206,7 +207,7 @@ void row_stats(const float* s, int n, float* m_out, float* l_out) {
     nan |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
   }
   const float m = _mm512_reduce_max_ps(vm);
-  if (nan || m == INFINITY) {  // a +inf score (Inf in q or k): exp2(inf - inf) is NaN
+  if (nan) {
     *m_out = *l_out = NAN;
     return;
   }

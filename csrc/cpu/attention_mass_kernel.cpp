@@ -44,7 +44,6 @@ void scalar_row_stats(const float* s, int n, float* m_out, float* l_out) {
   // as on the vector paths and in eager attention.
   float m = -INFINITY;
   for (int j = 0; j < n; ++j) m = (s[j] > m || s[j] != s[j]) ? s[j] : m;
-  if (m == INFINITY) m = NAN;  // a +inf score: exp2(inf - inf) is NaN
   float l = 0.f;
   if (m != -INFINITY)
     for (int j = 0; j < n; ++j) l += exp2f(s[j] - m);
@@ -171,6 +170,7 @@ void attention_mass_stats(const AttentionMassArgs& a, CpuIsa isa, int64_t t0, in
         for (int r = 0; r < rows; ++r) {
           const int64_t row = g * Rg + rr0 + r;
           ops.row_stats(sc.S.data() + int64_t(r) * n, n, pm + row, pl + row);
+          math::softmax_poison_inf(pm[row], pl[row]);  // as the CUDA kernel does
         }
       }
     }

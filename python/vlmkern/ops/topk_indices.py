@@ -94,9 +94,11 @@ def gather_kept(x: torch.Tensor, indices: torch.Tensor, offset: int | torch.Tens
         if torch.compiler.is_compiling():  # traced: an assertion op instead of a host read
             torch._assert_async(((idx >= 0) & (idx < L)).all(),
                                 "gather_kept: indices: offset + indices out of range [0, L)")
-        elif int(idx.min()) < 0 or int(idx.max()) >= L:
-            raise IndexError(f"indices: offset + indices out of range [0, L={L}): got values in "
-                             f"[{int(idx.min())}, {int(idx.max())}]")
+        else:
+            lo, hi = (int(v) for v in torch.aminmax(idx))  # one pass, one read back
+            if lo < 0 or hi >= L:
+                raise IndexError(f"indices: offset + indices out of range [0, L={L}): got values in "
+                                 f"[{lo}, {hi}]")
     if x.shape[0] == 1:
         return x[0].index_select(0, idx.reshape(-1)).view(B, k, *rest)
     if x.shape[0] != B:
