@@ -17,6 +17,9 @@ at::Tensor attention_mass_cpu(const at::Tensor& q, const at::Tensor& k, int64_t 
 // [B, k_max] int64, kept indices ascending, -1 padded; see ops/topk_indices.py.
 at::Tensor topk_indices_cpu(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
 
+// [B, T, N] float32 cosine to each frame's reference frame; see ops/frame_similarity.py.
+at::Tensor frame_similarity_cpu(const at::Tensor& x, const at::Tensor& ref, double eps);
+
 // W4A8 (format: csrc/math/w4a8.h; docs: python/vlmkern/ops/w4a8.py).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const at::Tensor& x,
                                                                            int64_t group_size);
@@ -36,6 +39,7 @@ at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t
                                int64_t key_end, bool causal, double scale,
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights);
+at::Tensor frame_similarity_cuda(const at::Tensor& x, const at::Tensor& ref, double eps);
 at::Tensor topk_indices_cuda(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cuda(const at::Tensor& x,
                                                                             int64_t group_size);

@@ -90,6 +90,30 @@ inline void check_topk_args(const at::Tensor& scores, const at::Tensor& keep, in
 }
 
 
+// ---- frame_similarity ---------------------------------------------------------
+
+// x [B, T, N, D] floating; ref int64 [T] with values in [-1, T) and ref[t] != t
+// (on CUDA reading the values back is one device sync).
+inline void check_frame_similarity_args(const at::Tensor& x, const at::Tensor& ref, double eps) {
+  VLMKERN_CHECK_DIM(x, "x", 4, "[B, T, N, D]");
+  VLMKERN_CHECK_FLOATING(x, "x");
+  TORCH_CHECK(std::isfinite(eps) && eps > 0, "eps: expected a finite value > 0, got ", eps);
+  const int64_t T = x.size(1);
+  TORCH_CHECK(ref.dim() == 1 && ref.size(0) == T, "ref: expected an int64 tensor of shape [T] = [",
+              T, "], got ", describe(ref));
+  TORCH_CHECK(ref.scalar_type() == at::kLong, "ref: expected int64, got ", describe(ref));
+  VLMKERN_CHECK_SAME_DEVICE(ref, "ref", x, "x");
+  if (T > 0) {
+    const at::Tensor t = at::arange(T, ref.options());
+    const at::Tensor bad = at::logical_or(at::logical_or(ref < -1, ref >= T), ref == t);
+    if (bad.any().item<bool>()) {
+      const int64_t i = bad.nonzero().cpu()[0][0].item<int64_t>();
+      TORCH_CHECK(false, "ref: expected -1 (no reference) or a frame index in [0, T=", T,
+                  ") other than the frame itself, got ref[", i, "]=", ref[i].item<int64_t>());
+    }
+  }
+}
+
 // ---- W4A8 -------------------------------------------------------------------------
 
 inline void check_w4a8_group(int64_t K, int64_t group_size, const char* k_name) {

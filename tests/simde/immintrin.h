@@ -1,7 +1,8 @@
 // Test-only stand-in for <immintrin.h>: SIMDe's portable implementations of the
 // x86 intrinsics, so the AVX-512 kernels can be run (emulated) on machines
-// without AVX-512. Used by tests/test_w4a8_simde.py and
-// tests/test_attention_mass_simde.py only; never by the build.
+// without AVX-512. Used by tests/test_w4a8_simde.py,
+// tests/test_attention_mass_simde.py and tests/test_frame_similarity.py only;
+// never by the build.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -9,6 +10,8 @@
 
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
+#include <simde/x86/f16c.h>
+#include <simde/x86/fma.h>
 
 // SIMDe's portable _mm512_fmadd_ps multiplies and adds with two roundings;
 // the hardware instruction rounds once. Emulate it exactly.
@@ -22,6 +25,16 @@ static inline simde__m512 vlmkern_emulated_fmadd_ps(simde__m512 a, simde__m512 b
 }
 #undef _mm512_fmadd_ps
 #define _mm512_fmadd_ps vlmkern_emulated_fmadd_ps
+static inline simde__m256 vlmkern_emulated_fmadd256_ps(simde__m256 a, simde__m256 b, simde__m256 c) {
+  float x[8], y[8], z[8];
+  simde_mm256_storeu_ps(x, a);
+  simde_mm256_storeu_ps(y, b);
+  simde_mm256_storeu_ps(z, c);
+  for (int i = 0; i < 8; ++i) x[i] = std::fma(x[i], y[i], z[i]);
+  return simde_mm256_loadu_ps(x);
+}
+#undef _mm256_fmadd_ps
+#define _mm256_fmadd_ps vlmkern_emulated_fmadd256_ps
 
 // Names SIMDe 0.8.2 does not alias. The reduction adds in GCC's order for the
 // real intrinsic (256-bit halves, 128-bit halves, then a two-step butterfly).

@@ -5,5 +5,6 @@ what the kernels avoid."""
 from vlmkern.reference.attention import attention_mass
 from vlmkern.reference.topk import topk_indices
 from vlmkern.reference import w4a8
+from vlmkern.reference.video import frame_similarity
 
-__all__ = ["attention_mass", "topk_indices", "w4a8"]
+__all__ = ["attention_mass", "frame_similarity", "topk_indices", "w4a8"]
