@@ -27,6 +27,7 @@ HEADERS = {
     "topk_indices": ["topk_indices_launch"],
     "attention_mass": ["attention_mass_launch"],
     "w4a8": ["w4a8_quantize_launch", "w4a8_pack_launch", "w4a8_gemm_launch"],
+    "frame_similarity": ["frame_similarity_launch"],
 }
 
 

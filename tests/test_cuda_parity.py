@@ -245,6 +245,129 @@ def test_topk_empty():
     assert out.shape == (2, 0)
 
 
+# ---- frame_similarity ------------------------------------------------------------------
+
+def _frame_similarity(x, ref, eps=1e-8):
+    return torch.ops.vlmkern.frame_similarity(x, ref, eps)
+
+
+def _previous_frame(T):
+    return torch.arange(-1, T - 1, dtype=torch.int64)
+
+
+def _compare_frame_similarity(x, ref, eps=1e-8):
+    want = _frame_similarity(x, ref, eps)
+    out = _frame_similarity(x.cuda(), ref.cuda(), eps)
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    assert out.shape == want.shape == x.shape[:3]
+    out = out.cpu()
+    _assert_cosine_close(out, want)
+    return out, want
+
+
+def _assert_cosine_close(out, ref):
+    """Within 1e-5 absolute (cosines lie in [-1, 1]), NaN at the same places.
+    Why: both backends sum <x, r>, |x|^2, |r|^2 in fp32 with FMAs, in different
+    orders (CPU: 8 partial sums or vector lanes; CUDA: 32 lanes and a butterfly),
+    and finish alike (math/cosine.h); under the emulator (tests/test_cudasim.py)
+    CUDA and the CPU's plain C++ path differ by at most 1.8e-7."""
+    assert torch.equal(out.isnan(), ref.isnan())
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,T,N,D", [(1, 1, 1, 1), (1, 2, 1, 7), (3, 9, 5, 33), (1, 2, 196, 77),
+                                     (2, 9, 196, 7), (1, 9, 196, 77), (1, 9, 196, 3584)])
+def test_frame_similarity_sizes(dtype, B, T, N, D):
+    g = torch.Generator().manual_seed(B * 1000 + T * 100 + N + D)
+    x = torch.randn(B, T, N, D, generator=g).to(dtype)
+    out, _ = _compare_frame_similarity(x, _previous_frame(T))
+    assert out[:, 0].isnan().all() and not out[:, 1:].isnan().any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ref", [[-1, 0, 0, 0, -1, 4, 4, 4], [4, -1, 1, 0, 1, 2, -1, 6], [-1] * 8])
+def test_frame_similarity_anchors(dtype, ref):
+    g = torch.Generator().manual_seed(len(ref))
+    x = torch.randn(3, 8, 5, 33, generator=g).to(dtype)
+    ref = torch.tensor(ref, dtype=torch.int64)
+    out, _ = _compare_frame_similarity(x, ref)
+    assert torch.equal(out.isnan().all(2).all(0), ref < 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_frame_similarity_strided(dtype):
+    g = torch.Generator().manual_seed(6)
+    base = torch.randn(3, 9, 5, 40, generator=g).to(dtype)
+    _compare_frame_similarity(base[..., 3:36], _previous_frame(9))  # row, frame and video gaps
+    _compare_frame_similarity(base[:, :, ::2, :33], _previous_frame(9))
+    tokens_major = torch.randn(3, 5, 9, 33, generator=g).to(dtype).transpose(1, 2)  # [B, T, N, D]
+    _compare_frame_similarity(tokens_major, torch.tensor([-1, 0, 0, 0, -1, 4, 4, 4, 4]))
+    time_major = torch.randn(9, 5, 3, 33, generator=g).to(dtype).permute(2, 0, 1, 3)
+    _compare_frame_similarity(time_major, _previous_frame(9))
+    one_token = torch.randn(3, 9, 1, 33, generator=g).to(dtype).expand(3, 9, 5, 33)  # stride 0 along N
+    _compare_frame_similarity(one_token, _previous_frame(9))
+    one_frame = base[:, :1].expand(3, 9, 5, 40)  # stride 0 along T: every frame a copy
+    out, want = _compare_frame_similarity(one_frame, _previous_frame(9))
+    assert (out[:, 1:] == 1).all() and (want[:, 1:] == 1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", [1, 7, 33, 77, 3584])
+def test_frame_similarity_copies_are_exactly_one(dtype, D):
+    """A frame that is a copy of its reference gives exactly 1.0 on both
+    backends (the three sums are equal bit for bit; the division is exact)."""
+    g = torch.Generator().manual_seed(D)
+    x = torch.randn(2, 8, 11, D, generator=g).to(dtype)
+    x[:, 1] = x[:, 0]
+    x[:, 2, ::2] = x[:, 0, ::2]
+    x[:, 5] = x[:, 4]
+    x[:, 6] = x[:, 4]
+    x[:, 6, :, 0] += 3  # not a copy
+    out, want = _compare_frame_similarity(x, torch.tensor([-1, 0, 0, 0, -1, 4, 4, 4]))
+    for o in (out, want):
+        assert (o[:, 1] == 1).all() and (o[:, 2, ::2] == 1).all() and (o[:, 5] == 1).all()
+        assert D == 1 or (o[:, 6] < 1).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_frame_similarity_zero_nan_inf(dtype):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 8, 5, 40, generator=g)
+    x[:, 1] = 0  # zero against random: exactly 0 (the eps floor)
+    x[:, 2, 1::2] = -0.0
+    x[:, 3, 1::2] = 0.0  # zero against zero
+    x[0, 5, 3, 5] = float("nan")
+    x[1, 6, 0, 39] = float("inf")
+    x[1, 7, 4, 17] = float("-inf")
+    x = x.to(dtype)
+    ref = torch.tensor([-1, 0, 1, 2, -1, 4, 5, 6])
+    out, want = _compare_frame_similarity(x, ref)
+    for o in (out, want):
+        assert (o[:, 1] == 0).all() and (o[:, 2] == 0).all() and (o[:, 3, 1::2] == 0).all()
+        assert o[0, 5, 3].isnan() and o[0, 6, 3].isnan() and o[1, 6, 0].isnan() and o[1, 7, 0].isnan()
+        assert o[1, 7, 4].isnan() and o.isnan().sum() == 2 * 2 * 5 + 5
+
+
+def test_frame_similarity_tiny_inputs():
+    # Sums near and below FLT_MIN: the CUDA build keeps IEEE denormals.
+    g = torch.Generator().manual_seed(14)
+    for scale, eps in ((1e-22, 1e-8), (1e-19, 1e-8), (1e-19, 1e-44), (1e-40, 1e-8)):
+        x = torch.randn(2, 4, 6, 77, generator=g) * scale
+        _compare_frame_similarity(x, torch.tensor([-1, 0, 1, 0]), eps)
+
+
+def test_frame_similarity_empty():
+    for shape in ((0, 3, 5, 8), (2, 3, 0, 8), (2, 0, 5, 8)):
+        x = torch.randn(*shape)
+        ref = _previous_frame(shape[1])
+        out = _frame_similarity(x.cuda(), ref.cuda())
+        assert out.shape == shape[:3] and out.device.type == "cuda"
+    x = torch.randn(2, 3, 9, 0)
+    out, _ = _compare_frame_similarity(x, torch.tensor([-1, 0, 0]))
+    assert (out[:, 1:] == 0).all()
+
+
 # ---- W4A8 --------------------------------------------------------------------------------
 
 W4A8_SHAPES = [(1, 16, 128, 128), (1, 4096, 4096, 128), (2, 17, 64, 32), (3, 100, 384, 64),

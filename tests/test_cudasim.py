@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cudasim"))
 import build as cudasim_build  # noqa: E402
 
-FAMILIES = ("topk_indices", "attention_mass", "w4a8")
+FAMILIES = ("topk_indices", "attention_mass", "w4a8", "frame_similarity")
 TIMEOUT = 1200
 
 
@@ -91,6 +91,7 @@ def test_kernels_lockstep_and_warp_ahead_with_and_without_ftz(harness):
     s = _run_families(harness, "--size", "full", "--schedules", "lockstep,warp-ahead", "--ftz", "both")
     # the case counts the closing notes cite; fewer means cases were lost
     assert s["topk_indices"][0] >= 28 and s["attention_mass"][0] >= 64 and s["w4a8"][0] >= 59
+    assert s["frame_similarity"][0] >= 81
 
 
 def test_kernels_other_schedules(harness):
@@ -151,6 +152,7 @@ def test_emulator_reports(harness, name, message):
 TOPK = "csrc/cuda/topk_indices_kernels.cuh"
 ATTN = "csrc/cuda/attention_mass_kernels.cuh"
 W4A8 = "csrc/cuda/w4a8_kernels.cuh"
+FRAME = "csrc/cuda/frame_similarity_kernels.cuh"
 
 # (id, header, exact original text, replacement, config, harness args, expected
 #  exit status, pattern the output must contain)
@@ -201,6 +203,10 @@ MUTATIONS = [
      "            iacc[r] += __dp4a(wh, xr[2 * o + 1], __dp4a(wl, xr[2 * o], 0)) - "
      "math::kW4A8Offset * sum_x;\n            (void)first;",
      "release", ["--only", "w4a8/gemm trusts x_rowsums"], 1, r"FAIL gemm M33 .* dp4a"),
+    ("xor butterfly starting at 8 (lanes 16-31 never summed)", FRAME,
+     "for (int o = 16; o > 0; o >>= 1) {", "for (int o = 8; o > 0; o >>= 1) {",
+     "release", ["--only", "frame_similarity/random f32 B3 T9 N5 D33"], 1,
+     r"FAIL random f32 B3 T9 N5 D33 \[lockstep\]: \(b \d+, t \d+, n \d+, ref \d+\): CUDA .*\|diff\|"),
 ]
 
 

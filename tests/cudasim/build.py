@@ -27,15 +27,18 @@ HERE = Path(__file__).resolve().parent
 
 # Translation units compiled against the emulator (the kernels' harnesses).
 EMULATED = ["cudasim.cpp", "fiber.cpp", "warp.cpp", "half.cpp", "harness_main.cpp", "selftest.cpp",
-            "topk_indices_harness.cpp", "attention_mass_harness.cpp", "w4a8_harness.cpp"]
+            "topk_indices_harness.cpp", "attention_mass_harness.cpp", "w4a8_harness.cpp",
+            "frame_similarity_harness.cpp"]
 # The CPU side: the torch-free kernels as the extension compiles them (plain C++ path).
 PLAIN = ["csrc/cpu/topk_indices_kernel.cpp", "csrc/cpu/attention_mass_kernel.cpp",
-         "csrc/cpu/w4a8_kernel.cpp", "csrc/core/cpu_features.cpp", "tests/cudasim/cpu_plain_only.cpp"]
+         "csrc/cpu/w4a8_kernel.cpp", "csrc/cpu/frame_similarity_kernel.cpp", "csrc/core/cpu_features.cpp",
+         "tests/cudasim/cpu_plain_only.cpp"]
 # Which harness translation unit includes each kernel header (for mutants).
 HARNESS_OF = {
     "csrc/cuda/topk_indices_kernels.cuh": "topk_indices_harness.cpp",
     "csrc/cuda/attention_mass_kernels.cuh": "attention_mass_harness.cpp",
     "csrc/cuda/w4a8_kernels.cuh": "w4a8_harness.cpp",
+    "csrc/cuda/frame_similarity_kernels.cuh": "frame_similarity_harness.cpp",
 }
 
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]

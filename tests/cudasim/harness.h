@@ -47,8 +47,11 @@ void add_selftest_cases(Cases& out);
 void add_topk_indices_cases(Cases& out);
 void add_attention_mass_cases(Cases& out);
 void add_w4a8_cases(Cases& out);
+void add_frame_similarity_cases(Cases& out);
 // Largest |cuda - cpu| of attention_mass relative to |cpu| so far.
 double attention_mass_max_rel_error();
+// Largest |cuda - cpu| of frame_similarity (a cosine) so far.
+double frame_similarity_max_abs_error();
 // A selftest kernel that breaks a rule on purpose; returns only if the
 // emulator failed to report it.
 int run_error_case(const std::string& name);

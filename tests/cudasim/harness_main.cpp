@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   }
   if (o.schedules.empty()) parse_schedules("lockstep", o);
 
-  std::vector<std::pair<const char*, harness::Cases>> families(4);
+  std::vector<std::pair<const char*, harness::Cases>> families(5);
   families[0].first = "selftest";
   harness::add_selftest_cases(families[0].second);
   families[1].first = "topk_indices";
@@ -130,6 +130,8 @@ int main(int argc, char** argv) {
   harness::add_attention_mass_cases(families[2].second);
   families[3].first = "w4a8";
   harness::add_w4a8_cases(families[3].second);
+  families[4].first = "frame_similarity";
+  harness::add_frame_similarity_cases(families[4].second);
 
   int total_failures = 0;
   for (auto& [family, cases] : families) {
@@ -149,6 +151,8 @@ int main(int argc, char** argv) {
                 (unsigned long long)(cudasim::stats().launches - runs0), failures, s);
     if (std::string(family) == "attention_mass")
       std::printf("MAXERR attention_mass: %.3g relative\n", harness::attention_mass_max_rel_error());
+    if (std::string(family) == "frame_similarity")
+      std::printf("MAXERR frame_similarity: %.3g absolute\n", harness::frame_similarity_max_abs_error());
     std::fflush(stdout);
     total_failures += failures;
   }
