@@ -145,3 +145,100 @@ def sample(inputs: dict, b: int) -> dict:
     else:
         out["pixel_values"] = inputs["pixel_values"][b:b + 1]
     return out
+
+
+def tiny_qwen_video(family: str = "qwen2_5_vl", attn_implementation: str = "sdpa", *,
+                    samples=((3, (4, 4, 4), 5),), num_layers: int = 4, seed: int = 0,
+                    repeat_frames: bool = False, image_first: bool = False):
+    """A Qwen2-VL or Qwen2.5-VL model and a batch of video prompts.
+
+    ``samples``: per sample ``(text before, video patch grid (t, h, w) or None,
+    text after)``; the video's language-model grid is ``t x h/2 x w/2`` tokens
+    (each temporal patch is two input frames). ``repeat_frames``: every temporal
+    patch of a video gets the pixels of its first one (so every frame's tokens
+    are identical). ``image_first``: each sample with a video also has an 8x8
+    image before it (mixed image + video prompts). Returns the model (lm_head
+    scaled as in :func:`tiny_qwen2_5_vl`) and ``input_ids``, ``attention_mask``,
+    ``mm_token_type_ids``, ``pixel_values_videos``, ``video_grid_thw`` (plus
+    ``pixel_values``, ``image_grid_thw`` with ``image_first``)."""
+    torch.manual_seed(seed)
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                 "mrope_section": [2, 3, 3]},
+                pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    ids = dict(image_token_id=QWEN_IMAGE, video_token_id=QWEN_VIDEO, vision_start_token_id=QWEN_VSTART,
+               vision_end_token_id=QWEN_VEND)
+    if family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                      patch_size=2, spatial_merge_size=2, temporal_patch_size=2, window_size=8,
+                      fullatt_block_indexes=[1])
+    elif family == "qwen2_vl":
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
+        vision = dict(depth=2, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=2,
+                      spatial_merge_size=2, temporal_patch_size=2)
+    else:
+        raise ValueError(family)
+    config = Config(vision_config=vision, text_config=text, **ids)
+    for c in (config, config.text_config, config.vision_config):
+        c._attn_implementation = attn_implementation
+    model = Model(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.generation_config.eos_token_id = None
+    gen = torch.Generator().manual_seed(seed + 1)
+    patch_dim = 3 * 2 * 2 * 2
+    rows, types, vids, vgrids, imgs, igrids = [], [], [], [], [], []
+    for pre, g, post in samples:
+        row, typ = _text_ids(gen, pre), [0] * pre
+        if g is not None:
+            if image_first:
+                n_img = QWEN_GRID[0] * QWEN_GRID[1] * QWEN_GRID[2] // 4
+                row += [QWEN_VSTART] + [QWEN_IMAGE] * n_img + [QWEN_VEND]
+                typ += [0] + [1] * n_img + [0]
+                imgs.append(torch.randn(QWEN_GRID[0] * QWEN_GRID[1] * QWEN_GRID[2], patch_dim, generator=gen))
+                igrids.append(list(QWEN_GRID))
+            t, h, w = g
+            n_tok = t * h * w // 4
+            row += [QWEN_VSTART] + [QWEN_VIDEO] * n_tok + [QWEN_VEND]
+            typ += [0] + [2] * n_tok + [0]
+            frame = lambda: torch.randn(h * w, patch_dim, generator=gen)  # noqa: E731
+            first = frame()
+            vids.append(torch.cat([first] + [first.clone() if repeat_frames else frame()
+                                             for _ in range(t - 1)]))
+            vgrids.append([t, h, w])
+        rows.append(row + _text_ids(gen, post))
+        types.append(typ + [0] * post)
+    input_ids, mask = _left_pad(rows)
+    mm = torch.zeros_like(input_ids, dtype=torch.int32)
+    for b, typ in enumerate(types):
+        mm[b, input_ids.shape[1] - len(typ):] = torch.tensor(typ, dtype=torch.int32)
+    out = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": mm}
+    if vids:
+        out["pixel_values_videos"] = torch.cat(vids)
+        out["video_grid_thw"] = torch.tensor(vgrids, dtype=torch.long)
+    if imgs:
+        out["pixel_values"] = torch.cat(imgs)
+        out["image_grid_thw"] = torch.tensor(igrids, dtype=torch.long)
+    return model, out
+
+
+def video_sample(inputs: dict, b: int) -> dict:
+    """Sample ``b`` of a :func:`tiny_qwen_video` batch as a batch of one, without padding."""
+    real = inputs["attention_mask"][b].bool()
+    out = {k: inputs[k][b:b + 1, real] for k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    for key, grid_key, typ in (("pixel_values_videos", "video_grid_thw", 2), ("pixel_values", "image_grid_thw", 1)):
+        if grid_key not in inputs:
+            continue
+        has = (inputs["mm_token_type_ids"] == typ).any(dim=1).tolist()
+        if not has[b]:
+            continue
+        i = sum(has[:b])
+        sizes = inputs[grid_key].prod(-1).tolist()
+        start = sum(sizes[:i])
+        out[key] = inputs[key][start:start + sizes[i]]
+        out[grid_key] = inputs[grid_key][i:i + 1]
+    return out

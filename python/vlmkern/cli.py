@@ -36,12 +36,15 @@ def _info(args) -> int:
         ("threads", str(torch.get_num_threads())),
         ("op attention_mass [cpu]", am_path),
         ("op topk_indices [cpu]", "scalar C++ (nth_element select + ordered scan)"),
+        ("op frame_similarity [cpu]", {"scalar": "scalar C++", "avx2": "AVX2 FMA"}.get(isa, "AVX-512 FMA")),
         ("op w4a8_gemm [cpu]", {"scalar": "scalar C++", "avx2": "AVX2 VPMADDUBSW + VPMADDWD",
                                 "avx512_vnni": "AVX512-VNNI VPDPBUSD",
                                 "amx": "AMX-INT8 tiles (M >= 16), AVX512-VNNI below"}[_C.w4a8_cpu_path()]),
         ("CUDA kernels", f"built for {_C.cuda_archs}" if _C.with_cuda else "not built"),
         ("CUDA device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"),
         ("patch families", ", ".join(vlmkern.SUPPORTED_FAMILIES)),
+        ("video families", ", ".join(vlmkern.patch.VIDEO_FAMILIES)),
+        ("methods", ", ".join(sorted(vlmkern.methods.METHODS))),
     ]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:

@@ -3,9 +3,12 @@
 A method object scores and selects; :mod:`vlmkern.patch` places it in a model.
 """
 
+import inspect
+
+from vlmkern.methods.evs import EVS
 from vlmkern.methods.fastv import FastV
 
-METHODS = {"fastv": FastV}
+METHODS = {"fastv": FastV, "evs": EVS}
 
 
 def get_method(name: str, **kwargs):
@@ -14,7 +17,12 @@ def get_method(name: str, **kwargs):
         cls = METHODS[name]
     except KeyError:
         raise ValueError(f"method must be one of {sorted(METHODS)}, got {name!r}") from None
+    accepted = [p for p in inspect.signature(cls).parameters]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name}: unknown option(s) {', '.join(unknown)}; it accepts "
+                         f"{', '.join(accepted) or 'none'}")
     return cls(**kwargs)
 
 
-__all__ = ["FastV", "METHODS", "get_method"]
+__all__ = ["EVS", "FastV", "METHODS", "get_method"]

@@ -13,36 +13,42 @@ from __future__ import annotations
 
 from vlmkern.methods import METHODS, get_method
 from vlmkern.methods.fastv import check_keep_ratio
-from vlmkern.patch import llava, qwen2_5_vl
+from vlmkern.patch import llava, qwen2_5_vl, qwen2_vl
 from vlmkern.patch.core import InLLMPruner, PatchHandle
+from vlmkern.patch.pre_llm import PreLLMPruner
 
-_ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl}
+_ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_vl.MODEL_TYPE: qwen2_vl, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl}
 
 SUPPORTED_FAMILIES = tuple(_ADAPTERS)
+VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE)  # families whose adapter finds videos
 
 _ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
-def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0.25,
-          quant: str | None = None, group_size: int | None = 128, quant_targets="language",
-          calibration=None, progress: bool = False, **kw) -> PatchHandle:
+def apply(model, method="fastv", *, quant: str | None = None, group_size: int | None = 128,
+          quant_targets="language", calibration=None, progress: bool = False,
+          **options) -> PatchHandle:
     """Patch ``model`` in place with a token-reduction ``method``; returns the handle.
 
     Args:
         model: a supported model (``SUPPORTED_FAMILIES`` lists the
             ``config.model_type`` values), in eval mode.
-        method: a name from ``vlmkern.methods.METHODS`` (``"fastv"``).
-        layer: ``K``: the hidden states entering decoder layer ``K`` (0-based) are
-            pruned, scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``.
-        keep_ratio: fraction of each sample's image tokens kept, in ``(0, 1]``:
-            ``max(1, round(N * keep_ratio))`` of its ``N``.
+        method: a name from ``vlmkern.methods.METHODS`` (``"fastv"``, ``"evs"``)
+            configured by ``options``, or a method object (``vlmkern.methods.EVS(
+            rate=0.75)``).
+        **options: the method's settings. ``"fastv"`` (images): ``layer=3``
+            (``K``: the hidden states entering decoder layer ``K`` are pruned,
+            scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``) and
+            ``keep_ratio=0.25`` (of each sample's image tokens, ``max(1, round(N
+            * keep_ratio))`` kept). ``"evs"`` (videos; Qwen2-VL, Qwen2.5-VL):
+            ``rate=0.75``, the fraction of each video's tokens pruned before the
+            first decoder layer (see ``vlmkern.methods.EVS``).
         quant: ``"w4a8"`` also replaces the language model's linear layers by
             ``vlmkern.nn.W4A8Linear`` (see ``vlmkern.quantize`` for
             ``group_size``, ``quant_targets``, ``calibration``, ``progress``).
             ``revert()`` then restores the float layers too, so the handle keeps
             them alive; for the memory saving, call ``vlmkern.quantize`` yourself
             (before or after ``apply``) instead.
-        **kw: further method options.
 
     Outputs change shape: a pruning prefill (a forward or the first step of
     ``generate``) returns logits for the kept tokens only, ``[B, L', V]`` with
@@ -55,8 +61,9 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
     (``prefill_chunk_size``) raises ``NotImplementedError``.
 
     Raises:
-        ValueError: unsupported family, unknown method, ``layer`` or ``keep_ratio``
-            out of range.
+        ValueError: unsupported family, unknown method or option, an option out
+            of range (``layer``, ``keep_ratio``, ``rate``), a video method on a
+            family without video support.
         NotImplementedError: an attention implementation other than eager/sdpa.
         RuntimeError: the model is already patched (revert that patch first).
     """
@@ -67,28 +74,19 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
         raise ValueError(
             f"vlmkern.apply: unsupported model {type(model).__name__} (model_type={model_type!r}); "
             f"supported families: {', '.join(SUPPORTED_FAMILIES)}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     previous = model.__dict__.get("_vlmkern_patch")
     if previous is not None and previous.active:
         raise RuntimeError("vlmkern.apply: this model is already patched; call revert() on its "
                            f"handle first ({previous.description})")
-    check_keep_ratio(keep_ratio)
     parts = adapter.parts(model)
-    n_layers = len(parts.lm.layers)
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise ValueError(f"layer must be an int, got {layer!r}")
-    if layer == 0:
-        raise ValueError("layer must be in [1, %d], got 0: the input of layer K is scored from layer "
-                         "K - 1's attention, and layer 0 has no layer before it" % (n_layers - 1))
-    if not 1 <= layer <= n_layers - 1:
-        raise ValueError(f"layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
-                         f"layers), got {layer}")
+    m = _method(method, options, parts)
+    if m.placement == "pre_llm" and parts.video_token_id is None:
+        raise ValueError(f"vlmkern.apply: {m.name} prunes video tokens and {model_type} has no video "
+                         f"support in vlmkern; families with video: {', '.join(VIDEO_FAMILIES)}")
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:
         raise NotImplementedError(
             f"vlmkern.apply: attn_implementation must be one of {_ATTN_IMPLEMENTATIONS}, got {impl!r}")
-    m = get_method(method, layer=layer, keep_ratio=keep_ratio, **kw)
 
     if quant is not None:
         from vlmkern.quant import QUANT_SCHEMES, quantize
@@ -107,7 +105,11 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
                 for name, original in replaced:
                     handle.swapped_module(*parent_and_child(model, name), original,
                                           f"{name}: W4A8Linear")
-        InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
+        if m.placement == "pre_llm":
+            PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
+                         grid_key=parts.video_grid_key, spatial_merge=parts.spatial_merge).install(handle)
+        else:
+            InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
         _refuse_chunked_prefill(model, handle, m)
     except BaseException:
         handle.revert()  # leave the model as it was
@@ -115,6 +117,41 @@ def apply(model, method: str = "fastv", *, layer: int = 3, keep_ratio: float = 0
     handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)
     return handle
+
+
+def _method(method, options: dict, parts):
+    """The method object ``apply`` places: ``method`` itself, or the one named
+    ``method`` built from ``options`` (FastV's ``layer`` also checked against
+    the model's depth)."""
+    if not isinstance(method, str):
+        if options:
+            raise ValueError(f"vlmkern.apply: pass options to the method object, not to apply "
+                             f"(got {sorted(options)} with {method!r})")
+        if not any(isinstance(method, cls) for cls in METHODS.values()):
+            raise ValueError(f"method must be a name in {sorted(METHODS)} or one of their objects, "
+                             f"got {method!r}")
+        m = method
+    else:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+        if method == "fastv":
+            options = {"layer": 3, "keep_ratio": 0.25, **options}
+            check_keep_ratio(options["keep_ratio"])
+            layer = options["layer"]
+            if isinstance(layer, bool) or not isinstance(layer, int):
+                raise ValueError(f"layer must be an int, got {layer!r}")
+            if layer == 0:
+                raise ValueError(
+                    f"layer must be in [1, {len(parts.lm.layers) - 1}], got 0: the input of layer K is "
+                    "scored from layer K - 1's attention, and layer 0 has no layer before it")
+        m = get_method(method, **options)
+    if m.placement == "in_llm":
+        n_layers = len(parts.lm.layers)
+        layer = m.layer
+        if not 1 <= layer <= n_layers - 1:
+            raise ValueError(f"layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
+                             f"layers), got {layer}")
+    return m
 
 
 def _refuse_chunked_prefill(model, handle: PatchHandle, method) -> None:
@@ -141,4 +178,4 @@ def _refuse_chunked_prefill(model, handle: PatchHandle, method) -> None:
                     "generate: refuses chunked prefill (prefill_chunk_size)")
 
 
-__all__ = ["apply", "PatchHandle", "SUPPORTED_FAMILIES"]
+__all__ = ["apply", "PatchHandle", "SUPPORTED_FAMILIES", "VIDEO_FAMILIES"]

@@ -171,12 +171,18 @@ class Parts:
     ``lm``: the decoder stack (``.layers``, ``.config``, ``layers[i].self_attn``
     with ``q_proj``, ``k_proj``, ``head_dim``, ``scaling``);
     ``image_token_id``: the image placeholder id;
-    ``rotary``: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``.
+    ``rotary``: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``;
+    ``video_token_id``: the video placeholder id (None: no video support);
+    ``video_grid_key``: the forward argument with each video's patch grid
+    ``[num_videos, 3]`` (t, h, w); ``spatial_merge``: patches per token side.
     """
     mm_model: torch.nn.Module
     lm: torch.nn.Module
     image_token_id: int
     rotary: object
+    video_token_id: int | None = None
+    video_grid_key: str | None = None
+    spatial_merge: int = 1
 
 
 @dataclass
@@ -326,7 +332,7 @@ class InLLMPruner:
         st = self.state
         hs = args[0] if args else kwargs["hidden_states"]
         cache = kwargs.get("past_key_values")
-        if st.capture and st.k is not None:
+        if self._prefill_ready(hs, kwargs, cache):
             hs, kwargs = self._prune(hs, kwargs, cache)
         elif cache is not None and cache in self.kept and cache.get_seq_length(self.K) > 0:
             kwargs = self._decode(hs, kwargs, cache)
@@ -347,24 +353,36 @@ class InLLMPruner:
         return args, kwargs
 
     # -- prefill and decode ---------------------------------------------------
-    def _prune(self, hs, kwargs, cache):
+    def _prefill_ready(self, hs, kwargs, cache) -> bool:
+        """Whether this call of layer K's pre-hook is a prefill to prune (layer
+        K-1's projections were captured for it)."""
+        return self.state.capture and self.state.k is not None
+
+    def _keep_mask(self, hs, kwargs, pad) -> torch.Tensor:
+        """bool ``[B, L]``: the tokens entering layer K that survive (scores and
+        selects from layer K-1's captured query row and keys)."""
         st, K = self.state, self.K
         attn = self.lm.layers[K - 1].self_attn
-        B, L, _ = hs.shape
         image_mask = st.image_mask.to(hs.device).clone()
         image_mask[:, -1] = False  # the scoring query itself is never dropped
-        pad = st.attn2d
-        if pad is not None:
-            pad = pad.to(hs.device).bool()
-            if not bool(pad[:, -1].all()):
-                raise ValueError(
-                    f"vlmkern: {self.method.name} scores from the last prompt token and needs left "
-                    "padding (tokenizer.padding_side = 'left'); got right-padded input")
+        if pad is not None and not bool(pad[:, -1].all()):
+            raise ValueError(
+                f"vlmkern: {self.method.name} scores from the last prompt token and needs left "
+                "padding (tokenizer.padding_side = 'left'); got right-padded input")
         q_last, k = self._rotated_qk(attn, st.q, st.k, st.cos_sin)
         scores = self.method.score(q_last, k, image_mask, scale=float(attn.scaling),
                                    key_padding_mask=pad)
-        keep_mask = ~image_mask | self.method.select(scores, image_mask)
-        self.last_scores, self.last_keep_mask = scores, keep_mask
+        self.last_scores = scores
+        return ~image_mask | self.method.select(scores, image_mask)
+
+    def _prune(self, hs, kwargs, cache):
+        st, K = self.state, self.K
+        B, L, _ = hs.shape
+        pad = st.attn2d
+        if pad is not None:
+            pad = pad.to(hs.device).bool()
+        keep_mask = self._keep_mask(hs, kwargs, pad)
+        self.last_keep_mask = keep_mask
 
         # Kept positions right-aligned: a stable sort puts dropped ones first, in order.
         L_new = int(keep_mask.sum(dim=1).max())

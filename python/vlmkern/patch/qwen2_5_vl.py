@@ -11,9 +11,11 @@ keeps each token's original (t, h, w) triple; the layers also receive the 2-D
 text ``position_ids`` (or None), gathered the same way.
 
 ``rope_deltas`` and every position of later tokens are computed by the model
-from the *unpruned* input_ids and from the cache length of layer 0, which holds
-every token, so decoding continues the original numbering. Video tokens are not
-pruned.
+from the *unpruned* input_ids and the unpruned attention mask (``generate``
+extends both), so decoding continues the original numbering. In-LLM methods
+prune image tokens only; video methods (placement ``pre_llm``) prune the video
+tokens (``config.video_token_id``), one run of ``t * (h/2) * (w/2)`` placeholders
+per row of ``video_grid_thw``, frames in order, each frame in raster order.
 """
 
 from __future__ import annotations
@@ -34,4 +36,6 @@ def parts(model) -> Parts:
         raise NotImplementedError(
             f"vlmkern: qwen2_5_vl with sliding-window layers is not supported (layer_types {sorted(types)})")
     return Parts(mm_model=mm_model, lm=lm, image_token_id=model.config.image_token_id,
-                 rotary=modeling_qwen2_5_vl.apply_rotary_pos_emb)
+                 rotary=modeling_qwen2_5_vl.apply_rotary_pos_emb,
+                 video_token_id=model.config.video_token_id, video_grid_key="video_grid_thw",
+                 spatial_merge=model.config.vision_config.spatial_merge_size)

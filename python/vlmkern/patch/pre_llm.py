@@ -1,0 +1,173 @@
+"""Placement ``pre_llm`` for video methods (EVS): prunes the projected video
+tokens entering decoder layer 0.
+
+It is the in-LLM pruner of :mod:`vlmkern.patch.core` with ``K = 0`` and a
+different scorer: instead of layer ``K - 1``'s attention, each video's own
+features (the hidden states at its placeholder tokens, which are the vision
+encoder's merged output) are cut into frames and handed to the method. The
+compaction is shared: kept tokens keep their original positions (M-RoPE
+triples included), samples are left-padded to the longest kept length, and
+every decoder layer caches only the kept tokens.
+
+Because layer 0 now caches the shorter sequence too, ``get_seq_length()`` of
+the cache is the *kept* length. ``generate`` does not rely on it (it tracks
+positions and the attention mask itself), and a hand-driven decode step that
+passes neither ``attention_mask`` nor ``position_ids`` gets an all-ones mask of
+the unpruned length from the pre-hook, so the model's positions stay those of
+the unpruned prompt.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from vlmkern.patch.core import InLLMPruner, PatchHandle, _check_cache, _name
+
+
+class PreLLMPruner(InLLMPruner):
+    """Prunes video tokens from the input of decoder layer 0 at prefill.
+
+    Args:
+        method: needs ``layer == 0`` and ``select(features [V, T, N, D]) -> bool
+            [V, T * N]`` (e.g. :class:`vlmkern.methods.EVS`).
+        mm_model, lm, rotary: as for :class:`InLLMPruner`.
+        video_token_id: the video placeholder id in ``input_ids``.
+        grid_key: the forward argument holding ``[num_videos, 3]`` patch grids.
+        spatial_merge: patches merged per token side (the token grid of a video
+            is ``(t, h / spatial_merge, w / spatial_merge)``).
+    """
+
+    def __init__(self, method, mm_model, lm, video_token_id: int, rotary, *, grid_key: str,
+                 spatial_merge: int):
+        super().__init__(method, mm_model, lm, video_token_id, rotary)
+        self.grid_key = grid_key
+        self.spatial_merge = int(spatial_merge)
+        self._grid = None  # the grid argument of this forward
+        self._encoded_grid = None  # the grid of the last get_video_features call
+
+    def install(self, handle: PatchHandle) -> None:
+        layers = self.lm.layers
+        reg = [
+            (self.mm_model.register_forward_pre_hook(self._mm_pre, with_kwargs=True),
+             f"{_name(self.mm_model)}: forward pre-hook reads video tokens and grids"),
+            (self.mm_model.register_forward_hook(self._mm_post, always_call=True),
+             f"{_name(self.mm_model)}: forward hook clears per-call state"),
+            (self.lm.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
+             f"{_name(self.lm)}: forward pre-hook reads the 2-D attention_mask"),
+            (self.lm.register_forward_hook(self._lm_post, always_call=True),
+             f"{_name(self.lm)}: forward hook clears per-call state"),
+            (layers[0].register_forward_pre_hook(self._prune_pre, with_kwargs=True),
+             "layers[0]: forward pre-hook prunes video tokens"),
+        ]
+        for i in range(1, len(layers)):
+            reg.append((layers[i].register_forward_pre_hook(self._follow_pre, with_kwargs=True),
+                        f"layers[{i}]: forward pre-hook uses the pruned mask and positions"))
+        for h, where in reg:
+            handle.add_hook(h, where)
+        # generate() encodes the videos before prefill (get_video_features) and then
+        # calls the model with the encoder outputs and without the grids: record
+        # the grid where the videos are encoded.
+        encode = self.mm_model.get_video_features
+
+        @functools.wraps(encode)
+        def get_video_features(*args, **kwargs):
+            grid = kwargs.get(self.grid_key, args[1] if len(args) > 1 else None)
+            self._encoded_grid = grid
+            return encode(*args, **kwargs)
+
+        handle.set_attr(self.mm_model, "get_video_features", get_video_features,
+                        f"{_name(self.mm_model)}.get_video_features: records each video's grid")
+        handle.note(layers[0], f"[vlmkern] {self.method!r}: prunes video tokens entering this layer; "
+                               "every layer caches only the kept tokens")
+        handle.pruner = self
+
+    # -- hooks ----------------------------------------------------------------
+    def _mm_pre(self, module, args, kwargs):
+        super()._mm_pre(module, args, kwargs)
+        self._grid = kwargs.get(self.grid_key)
+        cache = kwargs.get("past_key_values")
+        if (cache is not None and cache in self.kept and kwargs.get("attention_mask") is None
+                and kwargs.get("position_ids") is None and cache.get_seq_length(0) > 0):
+            # Without a mask or positions the model numbers a decode step from the
+            # cache length, which is the kept length here: pass the positions of the
+            # unpruned sequence instead (the model's own rule for this case, with
+            # the unpruned past length).
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            x = ids if ids is not None else kwargs.get("inputs_embeds")
+            deltas = getattr(module, "rope_deltas", None)
+            if x is None or deltas is None:
+                raise NotImplementedError(
+                    f"vlmkern: {self.method.name}: a decode step on a pruned cache needs "
+                    "position_ids (or the attention_mask) of the unpruned sequence")
+            B, q = x.shape[:2]
+            rec = self.kept[cache]
+            past = rec.prompt_len + cache.get_seq_length(0) - rec.prefix_mask.shape[1]
+            pos = torch.arange(past, past + q, device=x.device).view(1, 1, q).expand(3, B, q)
+            kwargs = dict(kwargs)
+            kwargs["position_ids"] = pos + deltas.to(x.device).repeat_interleave(
+                B // deltas.shape[0], dim=0).view(1, B, 1)
+            return args, kwargs
+        return None
+
+    def _mm_post(self, module, args, output):
+        super()._mm_post(module, args, output)
+        self._grid = None
+
+    def _prefill_ready(self, hs, kwargs, cache) -> bool:
+        st = self.state
+        if st.image_mask is None or st.image_mask.shape != hs.shape[:2]:
+            return False
+        if cache is not None:
+            _check_cache(cache)
+            if cache.get_seq_length(0) > 0:
+                return False  # continuing a cache: decode, nothing to prune
+            self.kept.pop(cache, None)
+        if not st.image_mask.any():
+            return False
+        if not st.mask_is_2d:
+            raise NotImplementedError(
+                "vlmkern: pruning needs the 2-D attention_mask (batch, seq); got a prepared "
+                "4-D mask or mask dict (compiled or static caches are not supported)")
+        return True
+
+    def _keep_mask(self, hs, kwargs, pad) -> torch.Tensor:
+        video = self.state.image_mask.to(hs.device)
+        keep = ~video
+        self.last_scores = None
+        for (T, N), spans in self._video_spans(video).items():
+            feats = torch.stack([hs[b, s:s + T * N].reshape(T, N, -1) for b, s in spans])
+            kept = self.method.select(feats)  # [V, T * N]
+            for (b, s), k in zip(spans, kept):
+                keep[b, s:s + T * N] = k
+        return keep
+
+    def _video_spans(self, video: torch.Tensor) -> dict:
+        """``{(T, N): [(sample, start), ...]}``: each video's placeholder run in
+        ``input_ids``, matched in order (sample-major) with the rows of the grid
+        argument, grouped by shape so that same-shape videos are scored in one
+        call."""
+        grid = self._grid if self._grid is not None else self._encoded_grid
+        self._encoded_grid = None  # consumed by this prefill
+        if grid is None:
+            raise ValueError(f"vlmkern: {self.method.name}: the prompt has video tokens but no "
+                             f"{self.grid_key} was passed")
+        m = self.spatial_merge
+        shapes = [(int(t), int(h) // m * (int(w) // m)) for t, h, w in grid.tolist()]
+        v = video.to(torch.int8)
+        edges = torch.diff(v, dim=1, prepend=torch.zeros_like(v[:, :1]),
+                           append=torch.zeros_like(v[:, :1]))
+        starts = (edges == 1).nonzero().tolist()  # sample-major, ascending
+        ends = (edges == -1).nonzero().tolist()
+        if len(starts) != len(shapes):
+            raise ValueError(f"vlmkern: {self.method.name}: input_ids hold {len(starts)} runs of video "
+                             f"tokens but {self.grid_key} describes {len(shapes)} videos")
+        out: dict = {}
+        for (b, s), (_, e), (T, N) in zip(starts, ends, shapes):
+            if e - s != T * N:
+                raise ValueError(
+                    f"vlmkern: {self.method.name}: a video of grid {T} frames x {N} tokens has "
+                    f"{e - s} placeholder tokens in sample {b}, expected {T * N}")
+            out.setdefault((T, N), []).append((b, s))
+        return out

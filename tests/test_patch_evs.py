@@ -1,0 +1,259 @@
+"""vlmkern.apply(model, method="evs") on tiny Qwen2-VL and Qwen2.5-VL video models.
+
+The reference never touches vlmkern: it encodes the videos with the unpatched
+model, computes EVS's definition in float64 (1 - cos to the previous frame,
+frame 0 first, a stable descending sort, ``max(N, floor(T N (1 - rate)))``
+kept), and runs the unpatched language model on the surviving embeddings at
+their original M-RoPE positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import vlmkern
+from vlmkern.methods import EVS
+from models import QWEN_IMAGE, QWEN_VIDEO, tiny_llava, tiny_qwen_video, video_sample
+
+FAMILIES = ["qwen2_vl", "qwen2_5_vl"]
+IMPLS = ["eager", "sdpa"]
+RAGGED = ((3, (4, 4, 4), 5), (1, (6, 4, 6), 2))  # 16 and 36 video tokens, different lengths
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def evs_keep_eager(feats: torch.Tensor, rate: float) -> torch.Tensor:
+    """EVS's definition for one video ``[T, N, D]``, straightforwardly: bool ``[T * N]``."""
+    T, N, _ = feats.shape
+    f = feats.double()
+    cos = (f[1:] * f[:-1]).sum(-1) / ((f[1:] ** 2).sum(-1) * (f[:-1] ** 2).sum(-1)).sqrt().clamp(min=1e-8)
+    dis = torch.cat([torch.full((N,), math.inf, dtype=torch.float64), (1 - cos).flatten()])
+    keep_n = max(N, math.floor(T * N * (1 - rate)))
+    order = torch.argsort(dis, descending=True, stable=True)[:keep_n]
+    mask = torch.zeros(T * N, dtype=torch.bool)
+    mask[order] = True
+    return mask
+
+
+class Reference:
+    """EVS on one unpadded sample, by hand on the unpatched model."""
+
+    def __init__(self, model, inputs, rate):
+        mm = model.model
+        ids = inputs["input_ids"]
+        with torch.no_grad():
+            emb = mm.get_input_embeddings()(ids)
+            grid = inputs["video_grid_thw"]
+            vfeat = torch.cat(mm.get_video_features(inputs["pixel_values_videos"], grid,
+                                                    return_dict=True).pooler_output)
+            emb[ids == QWEN_VIDEO] = vfeat.to(emb.dtype)
+            if "pixel_values" in inputs:
+                ifeat = torch.cat(mm.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"],
+                                                        return_dict=True).pooler_output)
+                emb[ids == QWEN_IMAGE] = ifeat.to(emb.dtype)
+        T, h, w = grid[0].tolist()
+        N = (h // 2) * (w // 2)
+        video = ids[0] == QWEN_VIDEO
+        self.keep = ~video
+        self.keep[video] = evs_keep_eager(vfeat.view(T, N, -1), rate)
+        pos, _ = mm.get_rope_index(ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
+                                   video_grid_thw=grid, attention_mask=inputs["attention_mask"])
+        kept = self.keep.nonzero().flatten()
+        with torch.no_grad():
+            hs = mm.language_model(inputs_embeds=emb[:, kept], position_ids=pos[:, :, kept],
+                                   attention_mask=torch.ones(1, kept.numel(), dtype=torch.long)).last_hidden_state
+            self.logits = model.lm_head(hs)  # [1, L', V]
+
+
+def _close(a, b, tol=2e-5):
+    torch.testing.assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rate_zero_is_a_no_op_and_revert_is_exact(family, impl):
+    model, inputs = tiny_qwen_video(family, impl, samples=RAGGED, image_first=True)
+    with torch.no_grad():
+        before = model(**inputs).logits
+    with vlmkern.apply(model, "evs", rate=0.0) as patch:
+        with torch.no_grad():
+            assert torch.equal(model(**inputs).logits, before)
+        assert patch.pruner.last_keep_mask.all()
+    with vlmkern.apply(model, "evs", rate=0.6):
+        with torch.no_grad():
+            assert model(**inputs).logits.shape[1] < before.shape[1]
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, before)  # reverted: exact
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("rate", [0.5, 0.75, 0.9])
+def test_matches_the_definition(family, impl, rate):
+    model, inputs = tiny_qwen_video(family, impl, samples=((4, (6, 4, 6), 3),), seed=3)
+    ref = Reference(model, inputs, rate)
+    with vlmkern.apply(model, "evs", rate=rate) as patch:
+        with torch.no_grad():
+            got = model(**inputs).logits
+        keep = patch.pruner.last_keep_mask[0]
+    assert torch.equal(keep, ref.keep)
+    T, h, w = inputs["video_grid_thw"][0].tolist()
+    assert int((~keep).sum()) == T * h * w // 4 - EVS(rate).retained_tokens(T, h // 2, w // 2)
+    _close(got, ref.logits)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mixed_image_and_video_prompts(family):
+    model, inputs = tiny_qwen_video(family, "sdpa", samples=((4, (6, 4, 6), 3),), seed=5, image_first=True)
+    ref = Reference(model, inputs, 0.75)
+    with vlmkern.apply(model, "evs", rate=0.75) as patch:
+        with torch.no_grad():
+            got = model(**inputs).logits
+        keep = patch.pruner.last_keep_mask[0]
+    assert keep[inputs["input_ids"][0] == QWEN_IMAGE].all()  # images are not EVS's business
+    assert torch.equal(keep, ref.keep)
+    _close(got, ref.logits)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl):
+    steps = 6
+    model, inputs = tiny_qwen_video(family, impl, samples=RAGGED, image_first=True, seed=1)
+    L = inputs["input_ids"].shape[1]
+    with vlmkern.apply(model, "evs", rate=0.75) as patch:
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=steps, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True)
+        # KV cache == recomputing the whole (pruned) prompt at every step
+        for s in range(steps):
+            f = dict(inputs)
+            f["input_ids"] = out.sequences[:, :L + s]
+            f["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones(2, s, dtype=torch.long)], 1)
+            f["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"],
+                                                torch.zeros(2, s, dtype=torch.int32)], 1)
+            with torch.no_grad():
+                full = model(**f, use_cache=False).logits[:, -1]
+            _close(out.logits[s], full)
+        # each sample alone gives the same tokens and logits
+        for b in range(2):
+            one = video_sample(inputs, b)
+            with torch.no_grad():
+                alone = model.generate(**one, max_new_tokens=steps, do_sample=False, output_logits=True,
+                                       return_dict_in_generate=True)
+            assert torch.equal(alone.sequences[0, -steps:], out.sequences[b, -steps:])
+            _close(torch.stack(alone.logits)[:, 0], torch.stack(out.logits)[:, b])
+        assert patch.active
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decode_step_without_mask_or_positions_keeps_the_unpruned_numbering(family):
+    """A hand-driven decode step with only input_ids and the cache: the patch
+    supplies the positions of the unpruned sequence (the model would number the
+    step from the cache length, which is the kept length)."""
+    # Text after the video longer than its temporal extent (Qwen2.5-VL spaces
+    # frames by tokens_per_second = 4 positions): then the
+    # unpatched model's decode rule (rope_deltas) agrees with its full-sequence
+    # positions, which the check below relies on (asserted first).
+    model, inputs = tiny_qwen_video(family, "sdpa", samples=((2, (4, 4, 4), 16),), seed=2)
+
+    def step_and_full():
+        with torch.no_grad():
+            pre = model(**{k: v for k, v in inputs.items() if k != "attention_mask"}, use_cache=True)
+            nxt = pre.logits[:, -1:].argmax(-1)
+            step = model(input_ids=nxt, past_key_values=pre.past_key_values, use_cache=True).logits[:, -1]
+            f = dict(inputs)
+            f["input_ids"] = torch.cat([inputs["input_ids"], nxt], 1)
+            f["attention_mask"] = torch.ones_like(f["input_ids"])
+            f["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"],
+                                                torch.zeros_like(nxt, dtype=torch.int32)], 1)
+            return step, model(**f, use_cache=False).logits[:, -1]
+
+    _close(*step_and_full())  # the unpatched model is consistent here
+    with vlmkern.apply(model, "evs", rate=0.75) as patch:
+        step, full = step_and_full()
+        assert not patch.pruner.last_keep_mask.all()
+    _close(step, full)
+
+
+def test_identical_frames_keep_frame_zero_then_the_earliest_tokens():
+    model, inputs = tiny_qwen_video("qwen2_5_vl", "sdpa", samples=((2, (6, 4, 4), 2),), repeat_frames=True)
+    with vlmkern.apply(model, "evs", rate=0.5) as patch:
+        with torch.no_grad():
+            model(**inputs)
+        keep = patch.pruner.last_keep_mask[0][inputs["input_ids"][0] == QWEN_VIDEO]
+    # 6 frames x 4 tokens, 12 kept: frame 0 (maximum score), then ties toward the lower index
+    assert keep.tolist() == [True] * 12 + [False] * 12
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_select_equals_the_eager_definition_with_ties(dtype):
+    g = torch.Generator().manual_seed(0)
+    for rate in (0.0, 0.3, 0.5, 0.75, 0.9, 0.99):
+        for T, N, D in ((1, 5, 8), (2, 3, 16), (7, 9, 33), (16, 49, 64)):
+            x = torch.randn(3, T, N, D, generator=g).to(dtype)
+            x[1] = x[1, :1].expand(T, N, D)  # a video whose frames are all identical
+            if T > 2:  # exact ties: tokens repeating their previous frame, scaled by powers of two
+                x[2, 2, ::2] = x[2, 1, ::2] * 2
+                x[2, T - 1, 1::3] = x[2, T - 2, 1::3]
+            got = EVS(rate).select(x)
+            for v in range(3):
+                want = evs_keep_eager(x[v].float(), rate)
+                assert torch.equal(got[v], want), (rate, T, N, D, v)
+                assert int(got[v].sum()) == EVS(rate).retained_tokens(T, 1, N)
+
+
+def test_retained_tokens_from_shapes():
+    evs = EVS(rate=0.75)
+    assert evs.retained_tokens(32, 14, 14) == max(196, math.floor(32 * 196 * 0.25)) == 1568
+    assert evs.retained_tokens(1, 14, 14) == 196  # frame 0 is always kept
+    assert EVS(0.0).retained_tokens(8, 3, 5) == 120
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        evs.retained_tokens(0, 14, 14)
+
+
+def test_bad_arguments_name_what_is_wrong():
+    model, inputs = tiny_qwen_video("qwen2_5_vl", "sdpa")
+    for rate in (1.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"rate must be in \[0, 1\)"):
+            vlmkern.apply(model, "evs", rate=rate)
+    with pytest.raises(ValueError, match="rate must be a number"):
+        vlmkern.apply(model, "evs", rate="0.5")
+    with pytest.raises(ValueError, match="evs: unknown option.*keep_ratio.*accepts rate"):
+        vlmkern.apply(model, "evs", keep_ratio=0.5)
+    with pytest.raises(ValueError, match="pass options to the method object"):
+        vlmkern.apply(model, EVS(0.5), rate=0.3)
+    llava, _ = tiny_llava("sdpa")
+    with pytest.raises(ValueError, match="evs prunes video tokens and llava has no video support.*qwen2_vl"):
+        vlmkern.apply(llava, "evs")
+    assert "_vlmkern_patch" not in model.__dict__ and "_vlmkern_patch" not in llava.__dict__
+
+
+def test_one_frame_video_and_method_object_and_w4a8_compose():
+    model, inputs = tiny_qwen_video("qwen2_5_vl", "sdpa", samples=((2, (1, 4, 4), 3),))
+    with torch.no_grad():
+        before = model(**inputs).logits
+    with vlmkern.apply(model, EVS(rate=0.9)) as patch:  # one temporal patch: nothing to compare, all kept
+        with torch.no_grad():
+            assert torch.equal(model(**inputs).logits, before)
+        assert patch.pruner.last_keep_mask.all()
+    model, inputs = tiny_qwen_video("qwen2_5_vl", "sdpa", samples=RAGGED)
+    with torch.no_grad():
+        ref_tokens = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    with vlmkern.apply(model, "evs", rate=0.75, quant="w4a8", group_size=32) as patch:
+        assert "W4A8Linear" in repr(model.model.language_model.layers[0].mlp.down_proj.__class__)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=3, do_sample=False)
+        assert out.shape == ref_tokens.shape
+        assert int(patch.pruner.last_keep_mask.sum()) < inputs["input_ids"].numel()
+    with torch.no_grad():
+        assert torch.equal(model.generate(**inputs, max_new_tokens=3, do_sample=False), ref_tokens)
