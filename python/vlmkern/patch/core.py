@@ -303,22 +303,31 @@ class InLLMPruner:
         st = self.state
         hs = kwargs.get("hidden_states", args[0] if args else None)
         cache = kwargs.get("past_key_values")
-        st.capture = False
+        st.capture = self._is_prunable_prefill(hs, cache, self.K - 1, st.image_mask[:, :-1]
+                                               if st.image_mask is not None else None)
+        if st.capture:
+            st.cos_sin = kwargs["position_embeddings"]
+
+    def _is_prunable_prefill(self, hs, cache, layer: int, prunable) -> bool:
+        """Whether the forward reaching ``layers[layer]`` with ``hs`` is a prefill
+        with tokens to prune (``prunable``: bool ``[B, L]`` or None). A cache
+        that ``layer`` already holds tokens of is a decode; a reused, emptied
+        cache forgets its old prefill. Refuses 4-D masks (compiled caches)."""
+        st = self.state
         if st.image_mask is None or hs is None or st.image_mask.shape != hs.shape[:2]:
-            return
+            return False
         if cache is not None:
             _check_cache(cache)
-            if cache.get_seq_length(self.K - 1) > 0:
-                return  # continuing a cache: decode, nothing to prune
-            self.kept.pop(cache, None)  # a reused, emptied cache: forget the old prefill
-        if not st.image_mask[:, :-1].any():
-            return  # no image token (the last position is never pruned)
+            if cache.get_seq_length(layer) > 0:
+                return False  # continuing a cache: decode, nothing to prune
+            self.kept.pop(cache, None)
+        if not prunable.any():
+            return False
         if not st.mask_is_2d:
             raise NotImplementedError(
                 "vlmkern: pruning needs the 2-D attention_mask (batch, seq); got a prepared "
                 "4-D mask or mask dict (compiled or static caches are not supported)")
-        st.capture = True
-        st.cos_sin = kwargs["position_embeddings"]
+        return True
 
     def _q_hook(self, module, args, out):
         if self.state.capture:

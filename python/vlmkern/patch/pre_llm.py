@@ -23,7 +23,7 @@ import functools
 
 import torch
 
-from vlmkern.patch.core import InLLMPruner, PatchHandle, _check_cache, _name
+from vlmkern.patch.core import InLLMPruner, PatchHandle, _name
 
 
 class PreLLMPruner(InLLMPruner):
@@ -116,21 +116,7 @@ class PreLLMPruner(InLLMPruner):
         self._grid = None
 
     def _prefill_ready(self, hs, kwargs, cache) -> bool:
-        st = self.state
-        if st.image_mask is None or st.image_mask.shape != hs.shape[:2]:
-            return False
-        if cache is not None:
-            _check_cache(cache)
-            if cache.get_seq_length(0) > 0:
-                return False  # continuing a cache: decode, nothing to prune
-            self.kept.pop(cache, None)
-        if not st.image_mask.any():
-            return False
-        if not st.mask_is_2d:
-            raise NotImplementedError(
-                "vlmkern: pruning needs the 2-D attention_mask (batch, seq); got a prepared "
-                "4-D mask or mask dict (compiled or static caches are not supported)")
-        return True
+        return self._is_prunable_prefill(hs, cache, 0, self.state.image_mask)
 
     def _keep_mask(self, hs, kwargs, pad) -> torch.Tensor:
         video = self.state.image_mask.to(hs.device)
