@@ -20,6 +20,10 @@ at::Tensor topk_indices_cpu(const at::Tensor& scores, const at::Tensor& keep, in
 // [B, T, N] float32 cosine to each frame's reference frame; see ops/frame_similarity.py.
 at::Tensor frame_similarity_cpu(const at::Tensor& x, const at::Tensor& ref, double eps);
 
+// int64 [sum t]: the temporal group each group's encoder output comes from; see
+// ops/pixel_dedup.py.
+at::Tensor pixel_dedup_cpu(const at::Tensor& pixels, const at::Tensor& grid, double tol);
+
 // W4A8 (format: csrc/math/w4a8.h; docs: python/vlmkern/ops/w4a8.py).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const at::Tensor& x,
                                                                            int64_t group_size);
@@ -40,6 +44,7 @@ at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights);
 at::Tensor frame_similarity_cuda(const at::Tensor& x, const at::Tensor& ref, double eps);
+at::Tensor pixel_dedup_cuda(const at::Tensor& pixels, const at::Tensor& grid, double tol);
 at::Tensor topk_indices_cuda(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cuda(const at::Tensor& x,
                                                                             int64_t group_size);

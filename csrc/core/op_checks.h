@@ -114,6 +114,32 @@ inline void check_frame_similarity_args(const at::Tensor& x, const at::Tensor& r
   }
 }
 
+// ---- pixel_dedup ----------------------------------------------------------------
+
+// pixels [P, F] floating; grid int64 [V, 3] (t, h, w >= 0) with sum(t*h*w) == P;
+// tol finite >= 0. Returns the grid on the host (on CUDA a copy: one sync).
+inline at::Tensor check_pixel_dedup_args(const at::Tensor& pixels, const at::Tensor& grid, double tol) {
+  VLMKERN_CHECK_DIM(pixels, "pixel_values", 2, "[patches, values per patch]");
+  VLMKERN_CHECK_FLOATING(pixels, "pixel_values");
+  TORCH_CHECK(std::isfinite(tol) && tol >= 0, "tol: expected a finite value >= 0, got ", tol);
+  TORCH_CHECK(grid.dim() == 2 && grid.size(1) == 3, "grid: expected an int64 tensor of shape ",
+              "[videos, 3] (t, h, w), got ", describe(grid));
+  TORCH_CHECK(grid.scalar_type() == at::kLong, "grid: expected int64, got ", describe(grid));
+  VLMKERN_CHECK_SAME_DEVICE(grid, "grid", pixels, "pixel_values");
+  const at::Tensor g = grid.to(at::kCPU).contiguous();
+  const int64_t* p = g.data_ptr<int64_t>();
+  int64_t rows = 0;
+  for (int64_t v = 0; v < g.size(0); ++v) {
+    TORCH_CHECK(p[3 * v] >= 0 && p[3 * v + 1] >= 0 && p[3 * v + 2] >= 0,
+                "grid: expected t, h, w >= 0, got grid[", v, "] = (", p[3 * v], ", ", p[3 * v + 1],
+                ", ", p[3 * v + 2], ")");
+    rows += p[3 * v] * p[3 * v + 1] * p[3 * v + 2];
+  }
+  TORCH_CHECK(rows == pixels.size(0), "pixel_values: expected sum(t * h * w) = ", rows,
+              " patch rows for this grid, got ", describe(pixels));
+  return g;
+}
+
 // ---- W4A8 -------------------------------------------------------------------------
 
 inline void check_w4a8_group(int64_t K, int64_t group_size, const char* k_name) {

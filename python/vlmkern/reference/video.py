@@ -26,3 +26,26 @@ def frame_similarity_torch(x: torch.Tensor) -> torch.Tensor:
     EVS, LightCompress' video methods): ``F.cosine_similarity`` of ``x[:, 1:]``
     and ``x[:, :-1]`` in the input dtype. The benchmarks' baseline; ``[B, T-1, N]``."""
     return torch.nn.functional.cosine_similarity(x[:, 1:], x[:, :-1], dim=-1)
+
+
+def pixel_dedup(pixel_values: torch.Tensor, grid: torch.Tensor, tol: float = 0.0) -> torch.Tensor:
+    """Eager reference of :func:`vlmkern.ops.pixel_dedup`: per video, a Python
+    walk over its temporal groups in float64 (mean of ``|group - anchor|``)."""
+    x = pixel_values.detach().double().cpu()
+    out, row, g0 = [], 0, 0
+    for t, h, w in grid.tolist():
+        slabs = x[row:row + t * h * w].reshape(t, -1)
+        anchor = 0
+        for i in range(t):
+            if i == 0:
+                out.append(g0)
+                continue
+            mad = (slabs[i] - slabs[anchor]).abs().mean().item() if slabs.shape[1] else 0.0
+            if mad <= tol:  # NaN compares false: kept
+                out.append(g0 + anchor)
+            else:
+                out.append(g0 + i)
+                anchor = i
+        row += t * h * w
+        g0 += t
+    return torch.tensor(out, dtype=torch.int64, device=pixel_values.device)
