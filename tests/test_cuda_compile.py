@@ -28,6 +28,7 @@ HEADERS = {
     "attention_mass": ["attention_mass_launch"],
     "w4a8": ["w4a8_quantize_launch", "w4a8_pack_launch", "w4a8_gemm_launch"],
     "frame_similarity": ["frame_similarity_launch"],
+    "pixel_dedup": ["pixel_dedup_launch"],
 }
 
 

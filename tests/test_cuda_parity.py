@@ -9,6 +9,7 @@ it was built with VLMKERN_CUDA=OFF on purpose)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -366,6 +367,167 @@ def test_frame_similarity_empty():
     x = torch.randn(2, 3, 9, 0)
     out, _ = _compare_frame_similarity(x, torch.tensor([-1, 0, 0]))
     assert (out[:, 1:] == 0).all()
+
+
+# ---- pixel_dedup -------------------------------------------------------------------------
+
+def _pixel_dedup(pixels, grid, tol=0.0):
+    return torch.ops.vlmkern.pixel_dedup(pixels, grid, tol)
+
+
+STEP = 2.0**-6  # noise and drift step: exact in every dtype for |x| < 2
+
+
+def _compare_pixel_dedup(pixels, grid, tol, expect=None):
+    """The same source indices on both backends. Both sum |x - anchor| in fp64,
+    in different orders (CPU: chunks of 65536 values; CUDA: 256 strided sums and
+    a butterfly), so they could differ only for a group whose mean lies within
+    fp64 rounding of tol; these cases keep every mean far from tol, or put
+    every value on a 2^-6 grid so that every sum is exact. Under the emulator
+    (tests/test_cudasim.py) the CUDA kernel equals the CPU on all its cases."""
+    grid = torch.as_tensor(grid, dtype=torch.int64).reshape(-1, 3)
+    want = _pixel_dedup(pixels, grid, tol)
+    out = _pixel_dedup(pixels.cuda(), grid.cuda(), tol)
+    assert out.device.type == "cuda" and out.dtype == torch.int64
+    assert out.shape == want.shape == (int(grid[:, 0].sum()),)
+    assert torch.equal(out.cpu(), want), (out.cpu(), want)
+    if expect is not None:
+        assert want.tolist() == expect, (want.tolist(), expect)
+    return want
+
+
+def _random_videos(grids, F, dtype, seed):
+    """Each video: group 0 normal; each later group a copy of the previous one,
+    a near copy (+-2^-6 on every value, mean ~0.016 from it) or fresh normals
+    (mean ~1.13 from anything), so with tol 0, 0.005, 0.05 or 0.6 no mean is
+    near tol."""
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for t, h, w in grids:
+        groups = []
+        for i in range(t):
+            kind = int(torch.randint(0, 4, (1,), generator=g)) if i else 3
+            if kind == 0:
+                groups.append(groups[-1].clone())
+            elif kind in (1, 2):
+                sign = torch.randint(0, 2, (h * w, F), generator=g).float() * 2 - 1
+                groups.append(groups[-1] + sign * STEP)
+            else:
+                groups.append(torch.randn(h * w, F, generator=g))
+        parts.append(torch.cat(groups) if groups else torch.zeros(0, F))
+    return torch.cat(parts).to(dtype), torch.tensor(grids, dtype=torch.int64).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tol", [0.0, 0.005, 0.05, 0.6])
+def test_pixel_dedup_videos(dtype, tol):
+    # Several videos per call; t = 1 and t = 0 among them; 105 values per slab.
+    pixels, grid = _random_videos([(4, 2, 3), (1, 5, 5), (0, 3, 3), (6, 7, 5), (3, 1, 1)], 3, dtype, 1)
+    _compare_pixel_dedup(pixels, grid, tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("grids,F,tol", [([(5, 7, 9), (2, 2, 2)], 1176, 0.05),  # a two-chunk slab
+                                         ([(4, 16, 16)], 1176, 0.0),  # 4.6 chunks per slab
+                                         ([(6, 32, 24), (2, 1, 3)], 1176, 0.005),
+                                         ([(9, 3, 5), (1, 1, 1), (12, 1, 1)], 1, 0.05)])  # F = 1
+def test_pixel_dedup_sizes(dtype, grids, F, tol):
+    pixels, grid = _random_videos(grids, F, dtype, len(grids) * 100 + F)
+    _compare_pixel_dedup(pixels, grid, tol)
+
+
+def test_pixel_dedup_many_videos():
+    g = torch.Generator().manual_seed(9)
+    grids = [(int(t), int(h) + 1, int(w) + 1) for t, h, w in torch.randint(0, 6, (40, 3), generator=g)]
+    pixels, grid = _random_videos(grids, 7, torch.bfloat16, 10)
+    _compare_pixel_dedup(pixels, grid, 0.05)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pixel_dedup_exact_and_near_repeats(dtype):
+    g = torch.Generator().manual_seed(20)
+    x = torch.randn(8, 63, 1176, generator=g)  # 8 groups of 7 x 9 patches: two chunks each
+    x[1] = x[0]
+    x[3] = x[2]
+    x[4] = x[0]  # a copy of group 0, which is not the anchor (2): kept
+    x[5] = x[4]
+    x[6] = x[4]
+    x[6, -1, -1] += 1  # one value differs: kept
+    x[7] = x[6]
+    _compare_pixel_dedup(x.reshape(-1, 1176).to(dtype), [(8, 7, 9)], 0.0, [0, 0, 2, 2, 4, 4, 6, 6])
+    # Near repeats on the 2^-6 grid: means exactly 2^-6 or 2^-5, every sum exact.
+    base = torch.randint(-96, 97, (63, 1176), generator=g).float() * STEP
+    e = (torch.randint(0, 2, (63, 1176), generator=g).float() * 2 - 1) * STEP
+    y = torch.stack([base, base + e, base - e, base - e, base + e]).reshape(-1, 1176).to(dtype)
+    for tol, expect in ((0.005, [0, 1, 2, 2, 4]), (0.02, [0] * 5), (STEP, [0] * 5),
+                        (math.nextafter(STEP, 0), [0, 1, 2, 2, 4])):
+        _compare_pixel_dedup(y, [(5, 7, 9)], tol, expect)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pixel_dedup_drift_compares_with_the_anchor(dtype):
+    """Each group within tol of the previous one, not of the anchor (the last
+    kept group): against the previous group every group would match."""
+    g = torch.Generator().manual_seed(40)
+    base = torch.randint(-64, 65, (15, 33), generator=g).float() * STEP
+    x = torch.stack([base + i * STEP for i in range(8)]).reshape(-1, 33).to(dtype)
+    for steps, expect in ((1.5, [0, 0, 2, 2, 4, 4, 6, 6]), (2.0, [0, 0, 0, 3, 3, 3, 6, 6]),
+                          (0.5, list(range(8))), (8.0, [0] * 8)):
+        _compare_pixel_dedup(x, [(8, 3, 5)], steps * STEP, expect)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pixel_dedup_nan_inf_and_signed_zeros(dtype):
+    g = torch.Generator().manual_seed(50)
+    x = torch.randn(9, 12, 7, generator=g)
+    x[1:] = x[0]
+    x[2, 3, 3] = float("nan")  # kept, and the anchor: 3 (its copy) and 4 (clean) are kept too
+    x[3] = x[2]
+    x[6, -1, -1] = float("inf")  # kept; 7 (Inf - Inf) and 8 (against Inf) too
+    x[7] = x[6]
+    v = torch.randn(4, 4, 7, generator=g)
+    v[0, 0, 0] = float("nan")  # NaN in group 0: group 1 (a copy) is kept
+    v[1] = v[0]
+    v[2] = v[0]
+    v[2, 0, 0] = 0.25
+    v[3] = v[2]
+    pixels = torch.cat([x.reshape(-1, 7), v.reshape(-1, 7)]).to(dtype)
+    for tol in (0.0, 0.5, 1e30):
+        _compare_pixel_dedup(pixels, [(9, 3, 4), (4, 2, 2)], tol, [0, 0, 2, 3, 4, 4, 6, 7, 8, 9, 10, 11, 11])
+    z = torch.randn(5, 9, 5, generator=g)
+    z[0] = torch.where(torch.rand(9, 5, generator=g) < 0.5, 0.0, -0.0)
+    z[1] = -0.0
+    z[2] = 0.0
+    z[3, :, ::2] = 0.0
+    z[4] = z[3]
+    z[4, :, ::2] = -0.0
+    _compare_pixel_dedup(z.reshape(-1, 5).to(dtype), [(5, 3, 3)], 0.0, [0, 0, 0, 3, 3])
+
+
+def test_pixel_dedup_empty():
+    for dtype in DTYPES:
+        out = _pixel_dedup(torch.zeros(0, 1176, dtype=dtype).cuda(), torch.zeros(0, 3, dtype=torch.int64).cuda())
+        assert out.shape == (0,) and out.device.type == "cuda"
+    _compare_pixel_dedup(torch.zeros(0, 6), [(0, 2, 2), (0, 1, 1)], 0.0, [])
+    pixels, grid = _random_videos([(3, 0, 5), (4, 2, 2), (0, 3, 3), (2, 4, 0)], 6, torch.float16, 80)
+    want = _compare_pixel_dedup(pixels, grid, 0.0)  # h = 0, w = 0: every group matches group 0
+    assert want[:3].tolist() == [0, 0, 0] and want[7:].tolist() == [7, 7]
+    _compare_pixel_dedup(torch.zeros(40, 0, dtype=torch.bfloat16), [(4, 3, 3), (1, 2, 2)], 0.0,
+                         [0, 0, 0, 0, 4])  # F = 0
+
+
+def test_pixel_dedup_errors_like_the_cpu():
+    pixels, grid = _random_videos([(2, 2, 2)], 4, torch.float32, 3)
+    bad = [(pixels, grid, -1.0), (pixels, grid, float("nan")), (pixels[:-1], grid, 0.0),
+           (pixels, torch.tensor([[-1, 2, 2]]), 0.0), (pixels, grid[:, :2], 0.0)]
+    for p, gr, tol in bad:
+        with pytest.raises(RuntimeError) as cpu_err:
+            _pixel_dedup(p, gr, tol)
+        with pytest.raises(RuntimeError) as cuda_err:
+            _pixel_dedup(p.cuda(), gr.cuda(), tol)
+        # the same message, up to the device the tensors are described on
+        cuda_msg = str(cuda_err.value).splitlines()[0].replace(" CUDA ", " CPU ")
+        assert str(cpu_err.value).splitlines()[0] == cuda_msg
 
 
 # ---- W4A8 --------------------------------------------------------------------------------

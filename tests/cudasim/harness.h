@@ -48,6 +48,7 @@ void add_topk_indices_cases(Cases& out);
 void add_attention_mass_cases(Cases& out);
 void add_w4a8_cases(Cases& out);
 void add_frame_similarity_cases(Cases& out);
+void add_pixel_dedup_cases(Cases& out);
 // Largest |cuda - cpu| of attention_mass relative to |cpu| so far.
 double attention_mass_max_rel_error();
 // Largest |cuda - cpu| of frame_similarity (a cosine) so far.

@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   }
   if (o.schedules.empty()) parse_schedules("lockstep", o);
 
-  std::vector<std::pair<const char*, harness::Cases>> families(5);
+  std::vector<std::pair<const char*, harness::Cases>> families(6);
   families[0].first = "selftest";
   harness::add_selftest_cases(families[0].second);
   families[1].first = "topk_indices";
@@ -132,6 +132,8 @@ int main(int argc, char** argv) {
   harness::add_w4a8_cases(families[3].second);
   families[4].first = "frame_similarity";
   harness::add_frame_similarity_cases(families[4].second);
+  families[5].first = "pixel_dedup";
+  harness::add_pixel_dedup_cases(families[5].second);
 
   int total_failures = 0;
   for (auto& [family, cases] : families) {
