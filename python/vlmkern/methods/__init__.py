@@ -5,10 +5,12 @@ A method object scores and selects; :mod:`vlmkern.patch` places it in a model.
 
 import inspect
 
+from vlmkern.methods.dycoke import DyCoke
 from vlmkern.methods.evs import EVS
 from vlmkern.methods.fastv import FastV
+from vlmkern.methods.pixel_dedup import PixelDedup
 
-METHODS = {"fastv": FastV, "evs": EVS}
+METHODS = {"fastv": FastV, "evs": EVS, "dycoke": DyCoke, "pixel_dedup": PixelDedup}
 
 
 def get_method(name: str, **kwargs):
@@ -25,4 +27,4 @@ def get_method(name: str, **kwargs):
     return cls(**kwargs)
 
 
-__all__ = ["EVS", "FastV", "METHODS", "get_method"]
+__all__ = ["DyCoke", "EVS", "FastV", "PixelDedup", "METHODS", "get_method"]

@@ -16,6 +16,7 @@ from vlmkern.methods.fastv import check_keep_ratio
 from vlmkern.patch import llava, qwen2_5_vl, qwen2_vl
 from vlmkern.patch.core import InLLMPruner, PatchHandle
 from vlmkern.patch.pre_llm import PreLLMPruner
+from vlmkern.patch.pre_vit import PreViTDedup
 
 _ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_vl.MODEL_TYPE: qwen2_vl, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl}
 
@@ -33,16 +34,25 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
     Args:
         model: a supported model (``SUPPORTED_FAMILIES`` lists the
             ``config.model_type`` values), in eval mode.
-        method: a name from ``vlmkern.methods.METHODS`` (``"fastv"``, ``"evs"``)
-            configured by ``options``, or a method object (``vlmkern.methods.EVS(
-            rate=0.75)``).
+        method: a name from ``vlmkern.methods.METHODS`` (``"fastv"``, ``"evs"``,
+            ``"pixel_dedup"``) configured by ``options``, a method object
+            (``vlmkern.methods.EVS(rate=0.75)``), or a list of method objects
+            that compose: at most one ``pre_vit`` method (``PixelDedup``) and one
+            method acting in the language model, e.g. ``[PixelDedup(tol=0.0),
+            EVS(rate=0.75)]``.
         **options: the method's settings. ``"fastv"`` (images): ``layer=3``
             (``K``: the hidden states entering decoder layer ``K`` are pruned,
             scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``) and
             ``keep_ratio=0.25`` (of each sample's image tokens, ``max(1, round(N
             * keep_ratio))`` kept). ``"evs"`` (videos; Qwen2-VL, Qwen2.5-VL):
             ``rate=0.75``, the fraction of each video's tokens pruned before the
-            first decoder layer (see ``vlmkern.methods.EVS``).
+            first decoder layer (see ``vlmkern.methods.EVS``). ``"pixel_dedup"``
+            (videos; Qwen2-VL, Qwen2.5-VL): ``tol=0.0``, the vision encoder skips
+            temporal patch groups repeating the last kept one within ``tol``
+            (mean absolute difference of normalised pixels) and reuses its
+            output (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
+            Qwen2-VL, Qwen2.5-VL): ``rho=0.7``, stage 1 of DyCoke (see
+            ``vlmkern.methods.DyCoke``).
         quant: ``"w4a8"`` also replaces the language model's linear layers by
             ``vlmkern.nn.W4A8Linear`` (see ``vlmkern.quantize`` for
             ``group_size``, ``quant_targets``, ``calibration``, ``progress``).
@@ -79,10 +89,11 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
         raise RuntimeError("vlmkern.apply: this model is already patched; call revert() on its "
                            f"handle first ({previous.description})")
     parts = adapter.parts(model)
-    m = _method(method, options, parts)
-    if m.placement == "pre_llm" and parts.video_token_id is None:
-        raise ValueError(f"vlmkern.apply: {m.name} prunes video tokens and {model_type} has no video "
-                         f"support in vlmkern; families with video: {', '.join(VIDEO_FAMILIES)}")
+    vit, m = _methods(method, options, parts)
+    for x in (vit, m):
+        if x is not None and x.placement in ("pre_llm", "pre_vit") and parts.video_token_id is None:
+            raise ValueError(f"vlmkern.apply: {x.name} acts on videos and {model_type} has no video "
+                             f"support in vlmkern; families with video: {', '.join(VIDEO_FAMILIES)}")
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:
         raise NotImplementedError(
@@ -94,7 +105,8 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
 
         if quant not in QUANT_SCHEMES:
             raise ValueError(f"quant must be None or one of {QUANT_SCHEMES}, got {quant!r}")
-    handle = PatchHandle(model, f"{m!r}{' + ' + quant if quant else ''} on {model_type}")
+    what = " + ".join(repr(x) for x in (vit, m) if x is not None)
+    handle = PatchHandle(model, f"{what}{' + ' + quant if quant else ''} on {model_type}")
     try:
         if quant is not None:
             replaced = []
@@ -105,24 +117,48 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
                 for name, original in replaced:
                     handle.swapped_module(*parent_and_child(model, name), original,
                                           f"{name}: W4A8Linear")
-        if m.placement == "pre_llm":
-            PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
-                         grid_key=parts.video_grid_key, spatial_merge=parts.spatial_merge).install(handle)
-        else:
-            InLLMPruner(m, parts.mm_model, parts.lm, parts.image_token_id, parts.rotary).install(handle)
-        _refuse_chunked_prefill(model, handle, m)
+        if vit is not None:
+            PreViTDedup(vit, parts.mm_model, parts.spatial_merge).install(handle)
+        if m is not None:
+            if m.placement == "pre_llm":
+                PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
+                             grid_key=parts.video_grid_key, spatial_merge=parts.spatial_merge).install(handle)
+            else:
+                # in-LLM methods prune every visual token: images, and video frames
+                ids = tuple(i for i in (parts.image_token_id, parts.video_token_id) if i is not None)
+                InLLMPruner(m, parts.mm_model, parts.lm, ids, parts.rotary).install(handle)
+            _refuse_chunked_prefill(model, handle, m)
     except BaseException:
         handle.revert()  # leave the model as it was
         raise
-    handle.note(model, f"[vlmkern] patched with {m!r}; PatchHandle.revert() undoes it")
+    handle.note(model, f"[vlmkern] patched with {what}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)
     return handle
 
 
-def _method(method, options: dict, parts):
-    """The method object ``apply`` places: ``method`` itself, or the one named
-    ``method`` built from ``options`` (FastV's ``layer`` also checked against
-    the model's depth)."""
+def _methods(method, options: dict, parts):
+    """``(pre_vit method or None, language-model method or None)`` that ``apply``
+    places: from ``method`` (a name built with ``options``, an object, or a list
+    of objects), FastV's ``layer`` also checked against the model's depth."""
+    if isinstance(method, (list, tuple)):
+        if options:
+            raise ValueError(f"vlmkern.apply: pass options to the method objects, not to apply "
+                             f"(got {sorted(options)} with a list of methods)")
+        if not method or any(isinstance(x, str) for x in method):
+            raise ValueError(f"method: a list must hold method objects (e.g. [PixelDedup(tol=0), "
+                             f"EVS(rate=0.75)]), got {method!r}")
+        found = [_one_method(x, {}, parts) for x in method]
+    else:
+        found = [_one_method(method, options, parts)]
+    vit = [x for x in found if x.placement == "pre_vit"]
+    llm = [x for x in found if x.placement != "pre_vit"]
+    if len(vit) > 1 or len(llm) > 1:
+        raise ValueError(f"method: at most one pre_vit method and one language-model method compose, "
+                         f"got {found!r}")
+    return (vit[0] if vit else None), (llm[0] if llm else None)
+
+
+def _one_method(method, options: dict, parts):
     if not isinstance(method, str):
         if options:
             raise ValueError(f"vlmkern.apply: pass options to the method object, not to apply "
@@ -147,10 +183,9 @@ def _method(method, options: dict, parts):
         m = get_method(method, **options)
     if m.placement == "in_llm":
         n_layers = len(parts.lm.layers)
-        layer = m.layer
-        if not 1 <= layer <= n_layers - 1:
+        if not 1 <= m.layer <= n_layers - 1:
             raise ValueError(f"layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
-                             f"layers), got {layer}")
+                             f"layers), got {m.layer}")
     return m
 
 

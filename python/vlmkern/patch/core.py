@@ -65,6 +65,7 @@ class PatchHandle:
         self.description = description
         self.patched: list[str] = []  # human-readable, one line per change
         self.pruner = None  # the InLLMPruner, for inspection (last_keep_mask)
+        self.dedup = None  # the pre_vit PixelDedup placement (last_source, last_encoded)
         self._hooks = []
         self._attrs = []  # (module, name, had_instance_attr, old_value)
         self._swapped = []  # (parent module, child name, original child) from quant=
@@ -220,15 +221,17 @@ class InLLMPruner:
             key_padding_mask=...)`` and ``select(scores, image_mask)``.
         mm_model: the module that receives ``input_ids`` (``model.model``).
         lm: the decoder stack (``.layers``, ``.config``).
-        image_token_id: the placeholder id of image tokens in ``input_ids``.
+        image_token_id: the placeholder id of the tokens to prune in
+            ``input_ids``, or a tuple of ids (image and video tokens).
         rotary: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``.
     """
 
-    def __init__(self, method, mm_model, lm, image_token_id: int, rotary):
+    def __init__(self, method, mm_model, lm, image_token_id, rotary):
         self.method = method
         self.mm_model = mm_model
         self.lm = lm
-        self.image_token_id = int(image_token_id)
+        ids = image_token_id if isinstance(image_token_id, (tuple, list)) else (image_token_id,)
+        self.token_ids = torch.tensor([int(i) for i in ids], dtype=torch.long)
         self.rotary = rotary
         self.K = method.layer
         self.state = _CallState()
@@ -285,7 +288,7 @@ class InLLMPruner:
                 f"vlmkern: the {self.method.name} patch is for inference only; call model.eval() "
                 "(and run under torch.no_grad()), or revert the patch before training")
         ids = kwargs.get("input_ids", args[0] if args else None)
-        self.state.image_mask = None if ids is None else ids == self.image_token_id
+        self.state.image_mask = None if ids is None else torch.isin(ids, self.token_ids.to(ids.device))
 
     def _mm_post(self, module, args, output):
         self.state = _CallState()
