@@ -1,10 +1,13 @@
-"""vlmkern.apply(model, method="evs") on tiny Qwen2-VL and Qwen2.5-VL video models.
+"""vlmkern.apply(model, method="evs" | "dycoke") on tiny Qwen2-VL and Qwen2.5-VL
+video models.
 
 The reference never touches vlmkern: it encodes the videos with the unpatched
-model, computes EVS's definition in float64 (1 - cos to the previous frame,
-frame 0 first, a stable descending sort, ``max(N, floor(T N (1 - rate)))``
-kept), and runs the unpatched language model on the surviving embeddings at
-their original M-RoPE positions.
+model, computes the method's definition in float64 (EVS: 1 - cos to the
+previous frame, frame 0 first, a stable descending sort, ``max(N, floor(T N (1
+- rate)))`` kept; DyCoke stage 1: odd frames against the frame before, then
+frame 4i+2 against frame 4i, each keeping its ``ceil((1 - rho) N)`` least
+similar tokens), and runs the unpatched language model on the surviving
+embeddings at their original M-RoPE positions.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import pytest
 import torch
 
 import vlmkern
-from vlmkern.methods import EVS
+from vlmkern.methods import EVS, DyCoke
+from vlmkern.methods.dycoke import dycoke_anchors
 from models import QWEN_IMAGE, QWEN_VIDEO, tiny_llava, tiny_qwen_video, video_sample
 
 FAMILIES = ["qwen2_vl", "qwen2_5_vl"]
@@ -44,10 +48,36 @@ def evs_keep_eager(feats: torch.Tensor, rate: float) -> torch.Tensor:
     return mask
 
 
-class Reference:
-    """EVS on one unpadded sample, by hand on the unpatched model."""
+def dycoke_keep_eager(feats: torch.Tensor, rho: float) -> torch.Tensor:
+    """DyCoke stage 1 for one video ``[T, N, D]``, as its released code loops:
+    bool ``[T * N]``."""
+    T, N, _ = feats.shape
+    f = feats.double()
+    k = math.ceil((1 - rho) * N)
+    keep = torch.ones(T, N, dtype=torch.bool)
 
-    def __init__(self, model, inputs, rate):
+    def least_similar(a, b):
+        cos = (f[a] * f[b]).sum(-1) / ((f[a] ** 2).sum(-1) * (f[b] ** 2).sum(-1)).sqrt().clamp(min=1e-8)
+        order = torch.argsort(cos, stable=True)[:k]  # ascending: least similar first, ties by index
+        m = torch.zeros(N, dtype=torch.bool)
+        m[order] = True
+        return m
+
+    for i in range(0, T - 1, 2):  # pairs
+        keep[i + 1] = least_similar(i + 1, i)
+    for i in range(0, T - 4, 4):  # windows of four, against the window's first frame
+        keep[i + 2] = least_similar(i + 2, i)
+    return keep.flatten()
+
+
+KEEP_EAGER = {"evs": lambda f, r: evs_keep_eager(f, r), "dycoke": lambda f, r: dycoke_keep_eager(f, r)}
+OPTION = {"evs": "rate", "dycoke": "rho"}
+
+
+class Reference:
+    """EVS (or ``method``) on one unpadded sample, by hand on the unpatched model."""
+
+    def __init__(self, model, inputs, rate, method="evs"):
         mm = model.model
         ids = inputs["input_ids"]
         with torch.no_grad():
@@ -64,7 +94,7 @@ class Reference:
         N = (h // 2) * (w // 2)
         video = ids[0] == QWEN_VIDEO
         self.keep = ~video
-        self.keep[video] = evs_keep_eager(vfeat.view(T, N, -1), rate)
+        self.keep[video] = KEEP_EAGER[method](vfeat.view(T, N, -1), rate)
         pos, _ = mm.get_rope_index(ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
                                    video_grid_thw=grid, attention_mask=inputs["attention_mask"])
         kept = self.keep.nonzero().flatten()
@@ -108,6 +138,22 @@ def test_matches_the_definition(family, impl, rate):
     assert torch.equal(keep, ref.keep)
     T, h, w = inputs["video_grid_thw"][0].tolist()
     assert int((~keep).sum()) == T * h * w // 4 - EVS(rate).retained_tokens(T, h // 2, w // 2)
+    _close(got, ref.logits)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("rho", [0.0, 0.5, 0.7])
+@pytest.mark.parametrize("frames", [5, 9, 10])
+def test_dycoke_matches_the_definition(family, rho, frames):
+    model, inputs = tiny_qwen_video(family, "sdpa", samples=((4, (frames, 4, 6), 3),), seed=frames)
+    ref = Reference(model, inputs, rho, method="dycoke")
+    with vlmkern.apply(model, "dycoke", rho=rho) as patch:
+        with torch.no_grad():
+            got = model(**inputs).logits
+        keep = patch.pruner.last_keep_mask[0]
+    assert torch.equal(keep, ref.keep)
+    assert int(keep.sum()) == int((inputs["input_ids"][0] != QWEN_VIDEO).sum()) + \
+        DyCoke(rho).retained_tokens(frames, 2, 3)
     _close(got, ref.logits)
 
 
@@ -233,7 +279,7 @@ def test_bad_arguments_name_what_is_wrong():
     with pytest.raises(ValueError, match="pass options to the method object"):
         vlmkern.apply(model, EVS(0.5), rate=0.3)
     llava, _ = tiny_llava("sdpa")
-    with pytest.raises(ValueError, match="evs prunes video tokens and llava has no video support.*qwen2_vl"):
+    with pytest.raises(ValueError, match="evs acts on videos and llava has no video support.*qwen2_vl"):
         vlmkern.apply(llava, "evs")
     assert "_vlmkern_patch" not in model.__dict__ and "_vlmkern_patch" not in llava.__dict__
 
@@ -257,3 +303,59 @@ def test_one_frame_video_and_method_object_and_w4a8_compose():
         assert int(patch.pruner.last_keep_mask.sum()) < inputs["input_ids"].numel()
     with torch.no_grad():
         assert torch.equal(model.generate(**inputs, max_new_tokens=3, do_sample=False), ref_tokens)
+
+
+def test_dycoke_anchors_and_counts():
+    assert dycoke_anchors(1) == [-1]
+    assert dycoke_anchors(4) == [-1, 0, -1, 2]
+    assert dycoke_anchors(9) == [-1, 0, 0, 2, -1, 4, 4, 6, -1]  # windows at 0 and 4 (4 < 9 - 4)
+    assert DyCoke(0.7).frame_keep(196) == 59
+    assert DyCoke(0.7).retained_tokens(32, 14, 14) == sum(
+        196 if r < 0 else 59 for r in dycoke_anchors(32))
+    for bad in (1.0, -0.2, "x"):
+        with pytest.raises(ValueError, match=r"rho must be in \[0, 1\)"):
+            DyCoke(bad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dycoke_select_equals_the_eager_definition_with_ties(dtype):
+    g = torch.Generator().manual_seed(1)
+    for rho in (0.0, 0.3, 0.7, 0.95):
+        for T, N, D in ((1, 5, 8), (2, 3, 16), (6, 9, 33), (13, 49, 64)):
+            x = torch.randn(2, T, N, D, generator=g).to(dtype)
+            x[1] = x[1, :1].expand(T, N, D)  # identical frames: every compared token ties at 1
+            got = DyCoke(rho).select(x)
+            for v in range(2):
+                assert torch.equal(got[v], dycoke_keep_eager(x[v].float(), rho)), (rho, T, N, D, v)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fastv_prunes_video_frames_too(family):
+    """FastV on a video prompt: its scores over the video (and image) tokens are
+    the eager twin's layer K-1 attention from the last token, head mean; the
+    budget covers every visual token; generate starts from the pruned prefill."""
+    K, r = 2, 0.25
+    model, inputs = tiny_qwen_video(family, "sdpa", samples=((3, (4, 4, 4), 5),), image_first=True, seed=4)
+    twin, _ = tiny_qwen_video(family, "eager", samples=((3, (4, 4, 4), 5),), image_first=True, seed=4)
+    with torch.no_grad():
+        probs = twin(**inputs, output_attentions=True).attentions[K - 1][0, :, -1].double().mean(0)
+    visual = (inputs["input_ids"][0] == QWEN_VIDEO) | (inputs["input_ids"][0] == QWEN_IMAGE)
+    n = int(visual.sum())
+    with vlmkern.apply(model, "fastv", layer=K, keep_ratio=r) as patch:
+        with torch.no_grad():
+            model(**inputs)
+        scores = patch.pruner.last_scores[0]
+        keep = patch.pruner.last_keep_mask[0]
+        torch.testing.assert_close(scores[visual].double(), probs[visual], atol=1e-6, rtol=1e-4)
+        assert int((keep & visual).sum()) == max(1, round(n * r))
+        want = torch.argsort(probs[visual], descending=True, stable=True)[:max(1, round(n * r))]
+        assert torch.equal(keep[visual].nonzero().flatten(), want.sort().values)
+        with torch.no_grad():
+            last = model(**inputs).logits[:, -1]
+            out = model.generate(**inputs, max_new_tokens=4, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True)
+        # (without a cache FastV re-scores from each forward's own last token, so a
+        # no-cache recomputation is not the reference here; test_patch_fastv.py
+        # checks FastV's decoding against layers driven by hand)
+        _close(out.logits[0], last)
+        assert out.sequences.shape[1] == inputs["input_ids"].shape[1] + 4

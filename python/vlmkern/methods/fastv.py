@@ -11,7 +11,10 @@ score x select x placement.
   :func:`vlmkern.ops.attention_mass` from that layer's post-RoPE query row and
   keys, so the model can run any attention backend; the references re-run the
   layer with eager attention to read the same numbers.
-- **select**: per sample, the ``max(1, round(N * keep_ratio))`` image tokens with
+- **tokens**: the visual tokens: image tokens, and for families with video
+  (Qwen2-VL, Qwen2.5-VL) video tokens too, as the paper applied FastV to
+  video frames; in a mixed prompt they share one budget.
+- **select**: per sample, the ``max(1, round(N * keep_ratio))`` visual tokens with
   the largest scores (:func:`vlmkern.ops.topk_indices`: ties toward the lower
   index, NaN last), ``N`` being that sample's image-token count (``round`` is
   half-to-even, as Python's). A sample without image tokens keeps everything.

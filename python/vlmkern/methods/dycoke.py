@@ -1,0 +1,99 @@
+"""DyCoke (Tao et al., CVPR 2025, "DyCoke: Dynamic Compression of Tokens for
+Fast Video Large Language Models"), stage 1: temporal token merging (TTM), as
+score x select x placement. Stage 2 (dynamic KV-cache pruning while decoding)
+is not implemented.
+
+- **placement** ``pre_llm`` (as EVS): the video tokens entering decoder layer 0
+  lose the dropped tokens at prefill; kept tokens keep their original
+  positions (for M-RoPE families the original ``(t, h, w)`` triple).
+- **score**: the cosine of token ``(t, h, w)`` to the same position in its
+  frame's anchor (:func:`vlmkern.ops.frame_similarity` with a reference per
+  frame): odd frames ``2i + 1`` against frame ``2i`` (the pairs), and frames
+  ``4i + 2`` against frame ``4i`` (the windows of four) for every window that
+  has four more frames after its anchor (``4i < T - 4``, as the released code
+  loops). Every other frame has no anchor and is kept whole.
+- **select**: in each compared frame, the ``ceil((1 - rho) * N)`` tokens least
+  similar to the anchor (:func:`vlmkern.ops.topk_indices` per frame: ties
+  toward the lower index, NaN last); tokens are dropped, not averaged. The
+  count depends on the shapes only (``retained_tokens``).
+
+A "frame" is a temporal step of the language model's token grid (a Qwen-VL
+temporal patch). DyCoke's pairs-then-windows order matters only through which
+frames get which anchor: the window step compares frames the pair step left
+whole, so both steps are one selection with one anchor per frame.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from vlmkern.ops import frame_similarity, topk_indices
+
+
+def dycoke_anchors(T: int) -> list[int]:
+    """The anchor frame of each of ``T`` frames, ``-1`` where a frame is kept
+    whole: ``2i + 1 -> 2i``; ``4i + 2 -> 4i`` for ``4i < T - 4``."""
+    ref = [-1] * T
+    for t in range(1, T, 2):
+        ref[t] = t - 1
+    for i in range(0, max(T - 4, 0), 4):
+        ref[i + 2] = i
+    return ref
+
+
+class DyCoke:
+    """DyCoke's stage-1 score and select for videos.
+
+    Args:
+        rho: the merge rate: the fraction of each compared frame's tokens
+            dropped, in ``[0, 1)`` (the paper's default 0.7).
+    """
+
+    name = "dycoke"
+    placement = "pre_llm"
+    layer = 0
+    modality = "video"
+
+    def __init__(self, rho: float = 0.7):
+        if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0.0 <= float(rho) < 1.0:
+            raise ValueError(f"rho must be in [0, 1) (the fraction of a compared frame's tokens dropped), "
+                             f"got {rho!r}")
+        self.rho = float(rho)
+
+    def __repr__(self) -> str:
+        return f"DyCoke(rho={self.rho:g})"
+
+    def frame_keep(self, N: int) -> int:
+        """Tokens a compared frame of ``N`` tokens keeps: ``ceil((1 - rho) * N)``."""
+        return min(N, math.ceil((1.0 - self.rho) * N))
+
+    def retained_tokens(self, T: int, H: int, W: int) -> int:
+        """Tokens kept of a video of ``T`` frames of ``H x W`` tokens (shapes only)."""
+        for name, v in (("T", T), ("H", H), ("W", W)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        N = int(H) * int(W)
+        compared = sum(r >= 0 for r in dycoke_anchors(int(T)))
+        return (int(T) - compared) * N + compared * self.frame_keep(N)
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        """Which tokens of same-shape videos to keep.
+
+        Args:
+            features: ``[V, T, N, D]``: ``V`` videos of ``T`` frames of ``N``
+                tokens, float32/bfloat16/float16.
+
+        Returns:
+            bool ``[V, T * N]``: true at the kept tokens.
+        """
+        V, T, N, _ = features.shape
+        ref = torch.tensor(dycoke_anchors(T), dtype=torch.int64, device=features.device)
+        score = -frame_similarity(features, ref)  # [V, T, N], NaN in frames without an anchor
+        keep = torch.where(ref >= 0, self.frame_keep(N), N).repeat(V)  # per (video, frame) row
+        kept = topk_indices(score.view(V * T, N), keep, N)  # rows without an anchor keep all N
+        mask = torch.zeros((V * T, N + 1), dtype=torch.bool, device=features.device)
+        mask.scatter_(1, torch.where(kept >= 0, kept, N), True)
+        return mask[:, :N].reshape(V, T * N)
