@@ -24,7 +24,8 @@ def test_info_runs_and_names_every_op():
 
 def _demo_args(**kw):
     args = dict(model=None, layers=2, side=112, layer=1, keep_ratio=0.25, max_new_tokens=3,
-                threads=None, quant="w4a8", run_config=None, result_json=None)
+                threads=None, quant="w4a8", run_config=None, result_json=None, frames=0, video_side=56,
+                rate=0.75, rho=0.7, tol=0.0)
     args.update(kw)
     return argparse.Namespace(**args)
 
@@ -36,6 +37,17 @@ def test_small_demo_prunes_and_reverts(capsys):
     assert re.search(r"visual tokens in -> kept\s+16 -> 16\s+16 -> 4\s+16 -> 4", text), text
     assert "prefill speed-up" in text and "fresh process" in text
     assert "+ W4A8 g128" in text and "decoder linear weights" in text
+
+
+def test_small_video_demo(capsys):
+    """16 frames of 56x56: 8 temporal groups, the two holds repeat (6 encoded);
+    EVS keeps max(N, floor(T N / 4)) of 8 x 4 tokens = 8, DyCoke (rho 0.7) keeps
+    3 whole frames + 5 x ceil(0.3 x 4) = 22 (anchors: 1->0, 3->2, 5->4, 7->6, 2->0)."""
+    args = _demo_args(quant="none", frames=16)
+    assert demo.main(args) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"video tokens in -> kept\s+32 -> 32\s+32 -> 32\s+32 -> 8\s+32 -> 8\s+32 -> 22", text), text
+    assert re.search(r"encoder groups run\s+8/8\s+6/8\s+8/8\s+6/8\s+8/8", text), text
 
 
 def test_demo_counts_what_the_model_kept(monkeypatch):

@@ -89,6 +89,17 @@ def _demo_args_error(args) -> str | None:
         return f"--max-new-tokens must be at least 1, got {args.max_new_tokens}"
     if args.threads is not None and args.threads < 1:
         return f"--threads must be at least 1, got {args.threads}"
+    if args.frames < 0 or args.frames % 2 or 0 < args.frames < 4:
+        return f"--frames must be 0 or an even number >= 4 (two frames per temporal patch), got {args.frames}"
+    if args.video_side < 56 or args.video_side % 28:
+        return f"--video-side must be a multiple of 28 pixels, at least 56, got {args.video_side}"
+    from vlmkern.methods import EVS, DyCoke, PixelDedup
+
+    for make, value in ((EVS, args.rate), (DyCoke, args.rho), (PixelDedup, args.tol)):
+        try:
+            make(value)
+        except ValueError as e:
+            return f"{make.name}: {e}"
     return None
 
 
@@ -106,7 +117,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="vlmkern", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="versions, CPU features, kernel paths, CUDA build")
-    d = sub.add_parser("demo", help="unpatched vs FastV on a real architecture and a real photo")
+    d = sub.add_parser("demo", help="unpatched vs FastV on a real architecture and a real photo, "
+                                     "then the video methods on a video made from photographs")
     d.add_argument("--model", help="a local checkpoint path (or cached hub id) instead of random weights")
     d.add_argument("--layers", type=int, default=8, help="decoder layers of the random model (default 8)")
     d.add_argument("--side", type=int, default=896, help="image side in pixels (896 -> 1024 visual tokens)")
@@ -116,6 +128,12 @@ def main(argv=None) -> int:
     d.add_argument("--quant", choices=["w4a8", "none"], default="w4a8",
                    help="also run FastV with the decoder quantized (default w4a8)")
     d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--frames", type=int, default=32,
+                   help="frames of the demo video (default 32; 0 skips the video part)")
+    d.add_argument("--video-side", type=int, default=224, help="video frame side in pixels (default 224)")
+    d.add_argument("--rate", type=float, default=0.75, help="EVS pruning rate (default 0.75)")
+    d.add_argument("--rho", type=float, default=0.7, help="DyCoke merge rate (default 0.7)")
+    d.add_argument("--tol", type=float, default=0.0, help="pixel_dedup tolerance (default 0: exact repeats)")
     # internal: the demo runs each configuration in a child process
     d.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
     d.add_argument("--result-json", default=None, help=argparse.SUPPRESS)

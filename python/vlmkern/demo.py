@@ -125,6 +125,7 @@ class RunResult:
     decode_tok_s: float
     tokens: list
     linear_weight_bytes: int = 0
+    groups_encoded: str = "-"  # video: temporal groups the vision encoder ran on / all
 
 
 class _StepClock:
@@ -174,6 +175,7 @@ def _run(model, inputs, max_new_tokens, image_token_id: int, patch=None):
 
 
 CONFIGS = ("unpatched", "fastv", "fastv+quant")
+# the video part (vlmkern.demo_video): "video:" + one of demo_video.VIDEO_CONFIGS
 
 
 def _model(args):
@@ -213,6 +215,8 @@ def run_config(name: str, args, return_model: bool = False):
     with ``return_model``, also the model after the run (reverted)."""
     import vlmkern
 
+    if name.startswith("video:"):
+        return _run_video_config(name[len("video:"):], args, return_model)
     if name not in CONFIGS:
         raise ValueError(f"config must be one of {CONFIGS}, got {name!r}")
     model = _model(args)
@@ -228,6 +232,32 @@ def run_config(name: str, args, return_model: bool = False):
         # (the small warm-up leaves little allocated memory behind).
         _run(model, _inputs(args, model, side=56)[0], 1, image_id, patch)
         result = _run(model, inputs, args.max_new_tokens, image_id, patch)
+    finally:
+        if patch is not None:
+            patch.revert()
+    lm = getattr(model.model, "language_model", model.model)
+    result.linear_weight_bytes = linear_weight_bytes(lm)
+    return (result, model) if return_model else result
+
+
+def _run_video_config(name: str, args, return_model: bool = False):
+    """One video configuration (demo_video.VIDEO_CONFIGS) on the random model."""
+    import vlmkern
+    from vlmkern import demo_video as dv
+
+    if name not in dv.VIDEO_CONFIGS:
+        raise ValueError(f"video config must be one of {dv.VIDEO_CONFIGS}, got {name!r}")
+    model = _model(args)
+    inputs = dv.qwen_video_inputs(dv.demo_video(args.frames, args.video_side))
+    warm = dv.qwen_video_inputs(dv.demo_video(4, 56))
+    methods = dv.video_methods(name, args.rate, args.rho, args.tol)
+    patch = None if methods is None else vlmkern.apply(model, methods)
+    try:
+        _run(model, warm, 1, VIDEO_ID, patch)
+        result = _run(model, inputs, args.max_new_tokens, VIDEO_ID, patch)
+        dedup = getattr(patch, "dedup", None)
+        groups = int(inputs["video_grid_thw"][:, 0].sum())
+        result.groups_encoded = f"{dedup.last_encoded if dedup else groups}/{groups}"
     finally:
         if patch is not None:
             patch.revert()
@@ -258,7 +288,9 @@ def _run_in_fresh_process(name: str, args) -> RunResult:
         cmd = [sys.executable, "-m", "vlmkern", "demo", "--run-config", name, "--result-json", out,
                "--layers", str(args.layers), "--side", str(args.side), "--layer", str(args.layer),
                "--keep-ratio", str(args.keep_ratio), "--max-new-tokens", str(args.max_new_tokens),
-               "--quant", args.quant, "--threads", str(torch.get_num_threads())]
+               "--quant", args.quant, "--threads", str(torch.get_num_threads()),
+               "--frames", str(args.frames), "--video-side", str(args.video_side), "--rate", str(args.rate),
+               "--rho", str(args.rho), "--tol", str(args.tol)]
         if args.model:
             cmd += ["--model", args.model]
         subprocess.run(cmd, check=True, env={**os.environ, **_CHILD_MALLOC_ENV})
@@ -315,7 +347,33 @@ def main(args) -> int:
     else:
         print("Random weights: agreement measures how much the pruned (and quantized) model's greedy "
               "choices move, not answer quality.")
+    if args.frames and not args.model:
+        _video_table(args)
     return 0
+
+
+def _video_table(args) -> None:
+    from vlmkern.demo_video import VIDEO_CONFIGS
+
+    print(f"\nvideo: {args.frames} frames of {args.video_side}x{args.video_side} made from scikit-image "
+          "photographs (hold, pan, zoom, hold; two frames per temporal patch)")
+    runs = [_run_in_fresh_process("video:" + n, args) for n in VIDEO_CONFIGS]
+    base = runs[0]
+    heads = ["unpatched", f"pixel_dedup tol={args.tol:g}", f"EVS rate={args.rate:g}",
+             "pixel_dedup + EVS", f"DyCoke rho={args.rho:g}"]
+    rows = [("video tokens in -> kept", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
+            ("encoder groups run", [r.groups_encoded for r in runs]),
+            ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
+            ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
+            ("decode", [f"{r.decode_tok_s:.1f} tok/s" for r in runs]),
+            ("generated tokens agreeing", ["-"] + [
+                f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
+                for r in runs[1:]])]
+    w0 = max(len(r[0]) for r in rows)
+    widths = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
+    print(f"{'':{w0}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))
+    for name, cells in rows:
+        print(f"{name:{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
 
 
 def linear_weight_bytes(module) -> int:
