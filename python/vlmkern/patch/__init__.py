@@ -40,11 +40,11 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             that compose: at most one ``pre_vit`` method (``PixelDedup``) and one
             method acting in the language model, e.g. ``[PixelDedup(tol=0.0),
             EVS(rate=0.75)]``.
-        **options: the method's settings. ``"fastv"`` (images): ``layer=3``
-            (``K``: the hidden states entering decoder layer ``K`` are pruned,
-            scored from layer ``K - 1``; ``1 <= K <= num_hidden_layers - 1``) and
-            ``keep_ratio=0.25`` (of each sample's image tokens, ``max(1, round(N
-            * keep_ratio))`` kept). ``"evs"`` (videos; Qwen2-VL, Qwen2.5-VL):
+        **options: the method's settings. ``"fastv"`` (images, and video frames
+            on Qwen2-VL / Qwen2.5-VL): ``layer=3`` (``K``: the hidden states
+            entering decoder layer ``K`` are pruned, scored from layer ``K - 1``;
+            ``1 <= K <= num_hidden_layers - 1``) and ``keep_ratio=0.25`` (of each
+            sample's visual tokens, ``max(1, round(N * keep_ratio))`` kept). ``"evs"`` (videos; Qwen2-VL, Qwen2.5-VL):
             ``rate=0.75``, the fraction of each video's tokens pruned before the
             first decoder layer (see ``vlmkern.methods.EVS``). ``"pixel_dedup"``
             (videos; Qwen2-VL, Qwen2.5-VL): ``tol=0.0``, the vision encoder skips
