@@ -327,14 +327,8 @@ def main(args) -> int:
             ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
             ("decode", [f"{r.decode_tok_s:.1f} tok/s" for r in runs]),
             ("decoder linear weights", [f"{r.linear_weight_bytes / 2**20:.0f} MiB" for r in runs]),
-            ("generated tokens agreeing", ["-"] + [
-                f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
-                for r in runs[1:]])]
-    w0 = max(len(r[0]) for r in rows)
-    widths = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
-    print(f"{'':{w0}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))
-    for name, cells in rows:
-        print(f"{name:{w0}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
+            ("generated tokens agreeing", _agreement(base, runs))]
+    _print_table(heads, rows)
     print(f"\nprefill speed-up: FastV {base.prefill_s / fast.prefill_s:.2f}x" + (
         f", FastV + {args.quant.upper()} {base.prefill_s / quant.prefill_s:.2f}x" if quant else "")
         + " (whole time to first token, vision encoder included)")
@@ -366,9 +360,18 @@ def _video_table(args) -> None:
             ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
             ("peak memory (prefill + decode)", [f"{r.peak_bytes / 2**20:.0f} MiB" for r in runs]),
             ("decode", [f"{r.decode_tok_s:.1f} tok/s" for r in runs]),
-            ("generated tokens agreeing", ["-"] + [
-                f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
-                for r in runs[1:]])]
+            ("generated tokens agreeing", _agreement(base, runs))]
+    _print_table(heads, rows)
+
+
+def _agreement(base, runs) -> list:
+    """Cells: how many generated tokens of each run after the first equal the first run's."""
+    return ["-"] + [f"{sum(a == b for a, b in zip(base.tokens, r.tokens))}/{len(base.tokens)}"
+                    for r in runs[1:]]
+
+
+def _print_table(heads, rows) -> None:
+    """Right-aligned columns: ``heads`` over ``rows`` of ``(name, cells)``."""
     w0 = max(len(r[0]) for r in rows)
     widths = [max(len(h), *(len(r[1][i]) for r in rows)) for i, h in enumerate(heads)]
     print(f"{'':{w0}}  " + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths)))

@@ -28,14 +28,21 @@ MODEL_TYPE = "qwen2_5_vl"
 
 
 def parts(model) -> Parts:
-    """The pieces of a Qwen2.5-VL model the in-LLM pruner hooks into."""
-    mm_model = model.model if not isinstance(model, modeling_qwen2_5_vl.Qwen2_5_VLModel) else model
+    """The pieces of a Qwen2.5-VL model the pruners hook into."""
+    return qwen_vl_parts(model, modeling_qwen2_5_vl, modeling_qwen2_5_vl.Qwen2_5_VLModel, MODEL_TYPE)
+
+
+def qwen_vl_parts(model, modeling, mm_class, model_type: str) -> Parts:
+    """Parts of a Qwen-VL family model (Qwen2-VL and Qwen2.5-VL share the
+    layout): ``modeling`` is the family's modeling module, ``mm_class`` its
+    multimodal ``...Model`` class."""
+    mm_model = model if isinstance(model, mm_class) else model.model
     lm = mm_model.language_model
     types = set(lm.config.layer_types)
     if types != {"full_attention"}:
         raise NotImplementedError(
-            f"vlmkern: qwen2_5_vl with sliding-window layers is not supported (layer_types {sorted(types)})")
+            f"vlmkern: {model_type} with sliding-window layers is not supported (layer_types {sorted(types)})")
     return Parts(mm_model=mm_model, lm=lm, image_token_id=model.config.image_token_id,
-                 rotary=modeling_qwen2_5_vl.apply_rotary_pos_emb,
+                 rotary=modeling.apply_rotary_pos_emb,
                  video_token_id=model.config.video_token_id, video_grid_key="video_grid_thw",
                  spatial_merge=model.config.vision_config.spatial_merge_size)

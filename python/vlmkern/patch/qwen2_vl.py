@@ -1,21 +1,7 @@
-"""Adapter for ``Qwen2VLForConditionalGeneration``.
-
-Layout (transformers 5.x): ``model.model`` is the ``Qwen2VLModel`` that
-receives ``input_ids``, merges the vision features into the image placeholders
-(``config.image_token_id``) and computes the M-RoPE position ids ``[3, B, L]``
-(``get_rope_index``; ``generate`` passes ``[4, B, L]``, text positions first)
-and ``rope_deltas``. ``model.model.language_model`` (``Qwen2VLTextModel``)
-turns them into ``(cos, sin)`` of shape ``[B, L, D]`` with the (t, h, w)
-sections already interleaved, so gathering ``cos``/``sin`` at the kept tokens
-keeps each token's original (t, h, w) triple; the layers also receive the 2-D
-text ``position_ids`` (or None), gathered the same way.
-
-``rope_deltas`` and every position of later tokens are computed by the model
-from the *unpruned* input_ids and the unpruned attention mask (``generate``
-extends both), so decoding continues the original numbering. In-LLM methods
-prune image tokens only; video methods (placement ``pre_llm``) prune the video
-tokens (``config.video_token_id``), one run of ``t * (h/2) * (w/2)`` placeholders
-per row of ``video_grid_thw``, frames in order, each frame in raster order.
+"""Adapter for ``Qwen2VLForConditionalGeneration``: the layout of Qwen2.5-VL
+(see :mod:`vlmkern.patch.qwen2_5_vl`) with Qwen2-VL's classes (``Qwen2VLModel``,
+``Qwen2VLTextModel``, ``modeling_qwen2_vl.apply_rotary_pos_emb``); its videos
+use the same placeholder runs and ``video_grid_thw``.
 """
 
 from __future__ import annotations
@@ -23,19 +9,11 @@ from __future__ import annotations
 from transformers.models.qwen2_vl import modeling_qwen2_vl
 
 from vlmkern.patch.core import Parts
+from vlmkern.patch.qwen2_5_vl import qwen_vl_parts
 
 MODEL_TYPE = "qwen2_vl"
 
 
 def parts(model) -> Parts:
-    """The pieces of a Qwen2-VL model the in-LLM pruner hooks into."""
-    mm_model = model.model if not isinstance(model, modeling_qwen2_vl.Qwen2VLModel) else model
-    lm = mm_model.language_model
-    types = set(lm.config.layer_types)
-    if types != {"full_attention"}:
-        raise NotImplementedError(
-            f"vlmkern: qwen2_vl with sliding-window layers is not supported (layer_types {sorted(types)})")
-    return Parts(mm_model=mm_model, lm=lm, image_token_id=model.config.image_token_id,
-                 rotary=modeling_qwen2_vl.apply_rotary_pos_emb,
-                 video_token_id=model.config.video_token_id, video_grid_key="video_grid_thw",
-                 spatial_merge=model.config.vision_config.spatial_merge_size)
+    """The pieces of a Qwen2-VL model the pruners hook into."""
+    return qwen_vl_parts(model, modeling_qwen2_vl, modeling_qwen2_vl.Qwen2VLModel, MODEL_TYPE)
