@@ -170,13 +170,14 @@ def test_mixed_image_and_video_prompts(family):
     _close(got, ref.logits)
 
 
+@pytest.mark.parametrize("method", [EVS(rate=0.75), DyCoke(rho=0.7)], ids=["evs", "dycoke"])
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl):
+def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl, method):
     steps = 6
     model, inputs = tiny_qwen_video(family, impl, samples=RAGGED, image_first=True, seed=1)
     L = inputs["input_ids"].shape[1]
-    with vlmkern.apply(model, "evs", rate=0.75) as patch:
+    with vlmkern.apply(model, method) as patch:
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=steps, do_sample=False, output_logits=True,
                                  return_dict_in_generate=True)
