@@ -226,18 +226,29 @@ def run_config(name: str, args, return_model: bool = False):
     patch = None
     if name != "unpatched":
         patch = vlmkern.apply(model, method="fastv", layer=args.layer, keep_ratio=args.keep_ratio)
+    # Warm-up on a 56x56 picture: the first call of each code path faults in its
+    # code pages and thread pools, which would count as this run's memory (the
+    # small warm-up leaves little allocated memory behind).
+    result = _measured(model, patch, _inputs(args, model, side=56)[0], inputs, args, image_id)
+    return (result, model) if return_model else result
+
+
+def _measured(model, patch, warm, inputs, args, token_id: int) -> RunResult:
+    """A one-token warm-up generate on ``warm``, then the measured one on
+    ``inputs``; the patch is reverted afterwards (also on error)."""
     try:
-        # Warm-up on a 56x56 picture: the first call of each code path faults in
-        # its code pages and thread pools, which would count as this run's memory
-        # (the small warm-up leaves little allocated memory behind).
-        _run(model, _inputs(args, model, side=56)[0], 1, image_id, patch)
-        result = _run(model, inputs, args.max_new_tokens, image_id, patch)
+        _run(model, warm, 1, token_id, patch)
+        result = _run(model, inputs, args.max_new_tokens, token_id, patch)
+        dedup = getattr(patch, "dedup", None)
+        if "video_grid_thw" in inputs:
+            groups = int(inputs["video_grid_thw"][:, 0].sum())
+            result.groups_encoded = f"{dedup.last_encoded if dedup else groups}/{groups}"
     finally:
         if patch is not None:
             patch.revert()
     lm = getattr(model.model, "language_model", model.model)
     result.linear_weight_bytes = linear_weight_bytes(lm)
-    return (result, model) if return_model else result
+    return result
 
 
 def _run_video_config(name: str, args, return_model: bool = False):
@@ -252,17 +263,7 @@ def _run_video_config(name: str, args, return_model: bool = False):
     warm = dv.qwen_video_inputs(dv.demo_video(4, 56))
     methods = dv.video_methods(name, args.rate, args.rho, args.tol)
     patch = None if methods is None else vlmkern.apply(model, methods)
-    try:
-        _run(model, warm, 1, VIDEO_ID, patch)
-        result = _run(model, inputs, args.max_new_tokens, VIDEO_ID, patch)
-        dedup = getattr(patch, "dedup", None)
-        groups = int(inputs["video_grid_thw"][:, 0].sum())
-        result.groups_encoded = f"{dedup.last_encoded if dedup else groups}/{groups}"
-    finally:
-        if patch is not None:
-            patch.revert()
-    lm = getattr(model.model, "language_model", model.model)
-    result.linear_weight_bytes = linear_weight_bytes(lm)
+    result = _measured(model, patch, warm, inputs, args, VIDEO_ID)
     return (result, model) if return_model else result
 
 

@@ -246,15 +246,7 @@ class InLLMPruner:
     def install(self, handle: PatchHandle) -> None:
         K, layers = self.K, self.lm.layers
         attn = layers[K - 1].self_attn
-        reg = [
-            (self.mm_model.register_forward_pre_hook(self._mm_pre, with_kwargs=True),
-             f"{_name(self.mm_model)}: forward pre-hook reads image tokens from input_ids"),
-            (self.mm_model.register_forward_hook(self._mm_post, always_call=True),
-             f"{_name(self.mm_model)}: forward hook clears per-call state"),
-            (self.lm.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
-             f"{_name(self.lm)}: forward pre-hook reads the 2-D attention_mask"),
-            (self.lm.register_forward_hook(self._lm_post, always_call=True),
-             f"{_name(self.lm)}: forward hook clears per-call state"),
+        reg = self._call_hooks("reads the tokens to prune from input_ids") + [
             (attn.register_forward_pre_hook(self._attn_pre, with_kwargs=True),
              f"layers[{K - 1}].self_attn: forward pre-hook reads position_embeddings"),
             (attn.q_proj.register_forward_hook(self._q_hook),
@@ -274,6 +266,20 @@ class InLLMPruner:
         handle.note(layers[K], f"[vlmkern] {self.method!r}: prunes image tokens entering this "
                                "layer; layers >= this one cache only the kept tokens")
         handle.pruner = self
+
+    def _call_hooks(self, what_mm_pre: str) -> list:
+        """The hooks every placement needs on the multimodal model and the decoder
+        stack (per-call state: the tokens, the 2-D mask), as (handle, description)."""
+        return [
+            (self.mm_model.register_forward_pre_hook(self._mm_pre, with_kwargs=True),
+             f"{_name(self.mm_model)}: forward pre-hook {what_mm_pre}"),
+            (self.mm_model.register_forward_hook(self._mm_post, always_call=True),
+             f"{_name(self.mm_model)}: forward hook clears per-call state"),
+            (self.lm.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
+             f"{_name(self.lm)}: forward pre-hook reads the 2-D attention_mask"),
+            (self.lm.register_forward_hook(self._lm_post, always_call=True),
+             f"{_name(self.lm)}: forward hook clears per-call state"),
+        ]
 
     def release(self) -> None:
         self.state = _CallState()

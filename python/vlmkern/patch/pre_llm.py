@@ -49,15 +49,7 @@ class PreLLMPruner(InLLMPruner):
 
     def install(self, handle: PatchHandle) -> None:
         layers = self.lm.layers
-        reg = [
-            (self.mm_model.register_forward_pre_hook(self._mm_pre, with_kwargs=True),
-             f"{_name(self.mm_model)}: forward pre-hook reads video tokens and grids"),
-            (self.mm_model.register_forward_hook(self._mm_post, always_call=True),
-             f"{_name(self.mm_model)}: forward hook clears per-call state"),
-            (self.lm.register_forward_pre_hook(self._lm_pre, with_kwargs=True),
-             f"{_name(self.lm)}: forward pre-hook reads the 2-D attention_mask"),
-            (self.lm.register_forward_hook(self._lm_post, always_call=True),
-             f"{_name(self.lm)}: forward hook clears per-call state"),
+        reg = self._call_hooks("reads video tokens and grids") + [
             (layers[0].register_forward_pre_hook(self._prune_pre, with_kwargs=True),
              "layers[0]: forward pre-hook prunes video tokens"),
         ]
