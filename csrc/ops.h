@@ -24,6 +24,10 @@ at::Tensor frame_similarity_cpu(const at::Tensor& x, const at::Tensor& ref, doub
 // ops/pixel_dedup.py.
 at::Tensor pixel_dedup_cpu(const at::Tensor& pixels, const at::Tensor& grid, double tol);
 
+// ([B, m] centre indices ascending, [B, n] each point's centre position); see
+// ops/dpc_knn.py.
+std::tuple<at::Tensor, at::Tensor> dpc_knn_cpu(const at::Tensor& x, int64_t k, int64_t m);
+
 // W4A8 (format: csrc/math/w4a8.h; docs: python/vlmkern/ops/w4a8.py).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cpu(const at::Tensor& x,
                                                                            int64_t group_size);
@@ -44,6 +48,7 @@ at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights);
 at::Tensor frame_similarity_cuda(const at::Tensor& x, const at::Tensor& ref, double eps);
+std::tuple<at::Tensor, at::Tensor> dpc_knn_cuda(const at::Tensor& x, int64_t k, int64_t m);
 at::Tensor pixel_dedup_cuda(const at::Tensor& pixels, const at::Tensor& grid, double tol);
 at::Tensor topk_indices_cuda(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> quantize_per_token_int8_cuda(const at::Tensor& x,

@@ -29,6 +29,7 @@ HEADERS = {
     "w4a8": ["w4a8_quantize_launch", "w4a8_pack_launch", "w4a8_gemm_launch"],
     "frame_similarity": ["frame_similarity_launch"],
     "pixel_dedup": ["pixel_dedup_launch"],
+    "dpc_knn": ["dpc_knn_launch"],
 }
 
 

@@ -1,4 +1,4 @@
-"""CUDA video kernels (frame_similarity, pixel_dedup) against the CPU kernels,
+"""CUDA video kernels (frame_similarity, pixel_dedup, dpc_knn) against the CPU kernels,
 where a CUDA device exists; the rules of tests/test_cuda_parity.py apply (on
 these project machines, which have no GPU, the same kernels run under the CUDA
 emulator: tests/test_cudasim.py)."""
@@ -310,5 +310,48 @@ def test_pixel_dedup_errors_like_the_cpu():
         with pytest.raises(RuntimeError) as cuda_err:
             _pixel_dedup(p.cuda(), gr.cuda(), tol)
         # the same message, up to the device the tensors are described on
+        cuda_msg = str(cuda_err.value).splitlines()[0].replace(" CUDA ", " CPU ")
+        assert str(cpu_err.value).splitlines()[0] == cuda_msg
+
+
+# ---- dpc_knn ---------------------------------------------------------------------------
+# The Gram entries are one fp32 FMA chain in the same channel order on both
+# backends and everything after them is exact, so the clusters must be EQUAL.
+
+def _compare_dpc_knn(x, k, m):
+    want = torch.ops.vlmkern.dpc_knn(x, k, m)
+    got = torch.ops.vlmkern.dpc_knn(x.cuda(), k, m)
+    assert got[0].device.type == "cuda"
+    assert torch.equal(got[0].cpu(), want[0]) and torch.equal(got[1].cpu(), want[1])
+    return want
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,n,D,k,m", [(1, 1, 1, 1, 1), (2, 37, 19, 3, 5), (3, 65, 33, 7, 20),
+                                       (1, 200, 257, 64, 99), (2, 130, 2, 1, 130), (1, 1568, 96, 7, 784)])
+def test_dpc_knn_sizes(dtype, B, n, D, k, m):
+    hubs = torch.randn(B, 6, D) * 3
+    x = hubs[:, torch.randint(0, 6, (n,))] + torch.randn(B, n, D)
+    _compare_dpc_knn(x.to(dtype), k, m)
+
+
+def test_dpc_knn_near_ties_duplicates_and_strides():
+    _compare_dpc_knn((torch.randn(2, 150, 3) @ torch.randn(3, 301)).bfloat16(), 7, 40)  # near-ties
+    base = torch.randn(1, 12, 40)
+    _compare_dpc_knn(torch.cat([base, base, base[:, :5]], dim=1), 3, 12)
+    _compare_dpc_knn(torch.randn(1, 1, 16).expand(2, 30, 16).contiguous(), 4, 3)
+    big = torch.randn(3, 40, 70, dtype=torch.float16)
+    _compare_dpc_knn(big[:, ::2, 3:53], 5, 7)
+
+
+def test_dpc_knn_errors_like_the_cpu():
+    x = torch.randn(1, 10, 8)
+    nan = x.clone()
+    nan[0, 2, 2] = float("nan")
+    for args in [(x, 11, 2), (x, 2, 0), (nan, 2, 2), (torch.randn(1, 4, 0), 1, 1)]:
+        with pytest.raises(RuntimeError) as cpu_err:
+            torch.ops.vlmkern.dpc_knn(*args)
+        with pytest.raises(RuntimeError) as cuda_err:
+            torch.ops.vlmkern.dpc_knn(args[0].cuda(), *args[1:])
         cuda_msg = str(cuda_err.value).splitlines()[0].replace(" CUDA ", " CPU ")
         assert str(cpu_err.value).splitlines()[0] == cuda_msg

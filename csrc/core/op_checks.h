@@ -114,6 +114,26 @@ inline void check_frame_similarity_args(const at::Tensor& x, const at::Tensor& r
   }
 }
 
+// ---- dpc_knn --------------------------------------------------------------------
+
+// x [B, n, D] floating, n >= 1, D >= 1; 1 <= k <= min(n, 64); 1 <= m <= n.
+inline void check_dpc_knn_args(const at::Tensor& x, int64_t k, int64_t m) {
+  VLMKERN_CHECK_DIM(x, "x", 3, "[B, n, D]");
+  VLMKERN_CHECK_FLOATING(x, "x");
+  const int64_t n = x.size(1), D = x.size(2);
+  TORCH_CHECK(n >= 1 && D >= 1, "x: expected at least one point and one channel, got ", describe(x));
+  TORCH_CHECK(n < (int64_t(1) << 31), "x: n must be < 2^31, got ", n);
+  TORCH_CHECK(k >= 1 && k <= n && k <= 64, "k: expected 1 <= k <= min(n=", n,
+              ", 64) (neighbours per density, the point itself included), got ", k);
+  TORCH_CHECK(m >= 1 && m <= n, "m: expected 1 <= m <= n=", n, " (the number of centres), got ", m);
+}
+// The values must be finite too: the CPU checks its fp32 copy of each item as
+// it makes it, CUDA calls this (one bool read back).
+constexpr const char* kDpcKnnNotFinite = "x: expected finite values (NaN or inf has no distance)";
+inline void check_dpc_knn_finite(const at::Tensor& x) {
+  TORCH_CHECK(x.numel() == 0 || x.isfinite().all().item<bool>(), kDpcKnnNotFinite);
+}
+
 // ---- pixel_dedup ----------------------------------------------------------------
 
 // pixels [P, F] floating; grid int64 [V, 3] (t, h, w >= 0) with sum(t*h*w) == P;

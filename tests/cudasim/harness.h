@@ -49,10 +49,14 @@ void add_attention_mass_cases(Cases& out);
 void add_w4a8_cases(Cases& out);
 void add_frame_similarity_cases(Cases& out);
 void add_pixel_dedup_cases(Cases& out);
+void add_dpc_knn_cases(Cases& out);
 // Largest |cuda - cpu| of attention_mass relative to |cpu| so far.
 double attention_mass_max_rel_error();
 // Largest |cuda - cpu| of frame_similarity (a cosine) so far.
 double frame_similarity_max_abs_error();
+// How many of dpc_knn's definition checks ran (exact, separated from ties) or
+// were skipped near a tie.
+std::string dpc_knn_notes();
 // A selftest kernel that breaks a rule on purpose; returns only if the
 // emulator failed to report it.
 int run_error_case(const std::string& name);

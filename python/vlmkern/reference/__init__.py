@@ -5,6 +5,7 @@ what the kernels avoid."""
 from vlmkern.reference.attention import attention_mass
 from vlmkern.reference.topk import topk_indices
 from vlmkern.reference import w4a8
+from vlmkern.reference.cluster import dpc_knn
 from vlmkern.reference.video import frame_similarity, pixel_dedup
 
-__all__ = ["attention_mass", "frame_similarity", "pixel_dedup", "topk_indices", "w4a8"]
+__all__ = ["attention_mass", "dpc_knn", "frame_similarity", "pixel_dedup", "topk_indices", "w4a8"]
