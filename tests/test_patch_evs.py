@@ -1,5 +1,6 @@
 """vlmkern.apply(model, method="evs" | "dycoke") on tiny Qwen2-VL and Qwen2.5-VL
-video models.
+video models (the generate test covers VidCom2 too; tests/test_patch_vidcom2.py
+reuses ``Reference``).
 
 The reference never touches vlmkern: it encodes the videos with the unpatched
 model, computes the method's definition in float64 (EVS: 1 - cos to the
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 import vlmkern
-from vlmkern.methods import EVS, DyCoke
+from vlmkern.methods import EVS, DyCoke, VidCom2
 from vlmkern.methods.dycoke import dycoke_anchors
 from models import QWEN_IMAGE, QWEN_VIDEO, tiny_llava, tiny_qwen_video, video_sample
 
@@ -75,7 +76,9 @@ OPTION = {"evs": "rate", "dycoke": "rho"}
 
 
 class Reference:
-    """EVS (or ``method``) on one unpadded sample, by hand on the unpatched model."""
+    """EVS (or ``method``: a name in ``KEEP_EAGER``, or a function ``(features [T,
+    N, D], rate) -> bool [T * N]``) on one unpadded sample, by hand on the
+    unpatched model."""
 
     def __init__(self, model, inputs, rate, method="evs"):
         mm = model.model
@@ -94,7 +97,8 @@ class Reference:
         N = (h // 2) * (w // 2)
         video = ids[0] == QWEN_VIDEO
         self.keep = ~video
-        self.keep[video] = KEEP_EAGER[method](vfeat.view(T, N, -1), rate)
+        keep_eager = method if callable(method) else KEEP_EAGER[method]
+        self.keep[video] = keep_eager(vfeat.view(T, N, -1), rate)
         pos, _ = mm.get_rope_index(ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
                                    video_grid_thw=grid, attention_mask=inputs["attention_mask"])
         kept = self.keep.nonzero().flatten()
@@ -170,7 +174,8 @@ def test_mixed_image_and_video_prompts(family):
     _close(got, ref.logits)
 
 
-@pytest.mark.parametrize("method", [EVS(rate=0.75), DyCoke(rho=0.7)], ids=["evs", "dycoke"])
+@pytest.mark.parametrize("method", [EVS(rate=0.75), DyCoke(rho=0.7), VidCom2(keep_ratio=0.25)],
+                         ids=["evs", "dycoke", "vidcom2"])
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl, method):

@@ -52,7 +52,10 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             (mean absolute difference of normalised pixels) and reuses its
             output (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
             Qwen2-VL, Qwen2.5-VL): ``rho=0.7``, stage 1 of DyCoke (see
-            ``vlmkern.methods.DyCoke``).
+            ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; Qwen2-VL,
+            Qwen2.5-VL): ``keep_ratio=0.25``, the fraction of each video's
+            tokens kept before the first decoder layer, budgeted per frame by
+            its distinctiveness (see ``vlmkern.methods.VidCom2``).
         quant: ``"w4a8"`` also replaces the language model's linear layers by
             ``vlmkern.nn.W4A8Linear`` (see ``vlmkern.quantize`` for
             ``group_size``, ``quant_targets``, ``calibration``, ``progress``).
