@@ -340,7 +340,10 @@ class InLLMPruner:
 
     def _q_hook(self, module, args, out):
         if self.state.capture:
-            self.state.q = out[:, -1:]
+            # A copy: a view of the last row would keep the whole [B, L, H*d]
+            # projection alive through the rest of the layer (its MLP is where
+            # the prefill's memory peaks).
+            self.state.q = out[:, -1:].clone()
 
     def _k_hook(self, module, args, out):
         if self.state.capture:
