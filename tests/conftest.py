@@ -30,8 +30,8 @@ ISA_ORDER = ["scalar", "avx2", "avx512", "avx512_bf16", "amx"]
 # Where each path is exercised on machines whose CPU lacks it.
 _EMULATED_BY = {
     "avx2": "nowhere else (every CPU these tests target has AVX2)",
-    "avx512": ("tests/test_attention_mass_simde.py, tests/test_w4a8_simde.py and "
-               "tests/test_frame_similarity.py (SIMDe emulation)"),
+    "avx512": ("tests/test_attention_mass_simde.py, tests/test_w4a8_simde.py, "
+               "tests/test_frame_similarity.py and tests/test_dpc_knn_simde.py (SIMDe emulation)"),
     "avx512_bf16": "tests/test_attention_mass_simde.py (SIMDe emulation)",
     "amx": "tests/test_w4a8_simde.py (SIMDe + a software model of the tiles)",
 }

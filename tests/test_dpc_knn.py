@@ -9,14 +9,15 @@ import torch
 
 from vlmkern import ops, reference
 from vlmkern.reference.cluster import dpc_knn_torch
-from conftest import cpu_isa_params
+from conftest import cpu_isa_params, cpu_isas
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
 def isa_params():
-    """The Gram tiles dpc_knn has (scalar, AVX2, AVX-512; the higher caps run the
-    AVX-512 tile again), skipped visibly where this CPU lacks them."""
+    """The Gram tiles dpc_knn has (scalar, AVX2, AVX-512), skipped visibly where
+    this CPU lacks them (tests/test_dpc_knn_simde.py runs the vector tiles under
+    emulation on every machine)."""
     return [p for p in cpu_isa_params() if (p.values[0] if hasattr(p, "values") else p)
             in ("scalar", "avx2", "avx512")]
 
@@ -48,9 +49,12 @@ def test_paths_agree_bit_for_bit(isa_cap):
     """Every Gram entry is one FMA chain in the same channel order on every
     tile, so all paths give the same clusters even on near-ties (a low-rank
     cloud with many almost equal distances)."""
+    paths = [p for p in ("scalar", "avx2", "avx512") if p in cpu_isas()]
+    if len(paths) < 2:
+        pytest.skip(f"this CPU has only the {paths[0]} tile")
     x = (torch.randn(2, 150, 3) @ torch.randn(3, 301)).bfloat16()
     got = []
-    for isa in ("scalar", "avx2", "avx512"):
+    for isa in paths:
         isa_cap(isa)
         got.append(ops.dpc_knn(x, 7, 40))
     for c, a in got[1:]:
@@ -78,6 +82,24 @@ def test_duplicates_and_ties(isa_cap, isa):
     grid = torch.zeros(1, 9, 4)
     grid[0, :, 0] = torch.arange(9.0)
     _check(grid, 3, 3)
+
+
+@pytest.mark.parametrize("isa", isa_params())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_squares_that_overflow_are_far_from_everything(isa_cap, isa, dtype):
+    """Finite features whose fp32 squares overflow give inf (and inf - inf) in
+    the Gram matrix: they must be at infinite distance, not clamped to 0 (which
+    would make far-apart points duplicates of each other)."""
+    isa_cap(isa)
+    x = torch.randn(1, 8, 4)
+    x[0, 5] = torch.tensor([1e20, -1e20, 1e20, -1e20])
+    x[0, 6] = torch.tensor([-1e20, 1e20, 1e20, 1e20])
+    x[0, 7] = torch.tensor([1e20, 1e20, -1e20, 3e19])
+    c, a = ops.dpc_knn(x.to(dtype), 2, 3)
+    assert (c[0] < 5).all()  # density 0: score 0, never a centre while finite points remain
+    assert torch.equal(a[0, 5:], torch.zeros(3, dtype=torch.int64))  # all at inf: the first centre
+    want_c, want_a = reference.dpc_knn(x[:, :5], 2, 3)  # the finite points cluster as without them
+    assert torch.equal(c, want_c) and torch.equal(a[:, :5], want_a)
 
 
 @pytest.mark.parametrize("isa", isa_params())

@@ -19,8 +19,9 @@ constexpr int64_t kDpcMaxK = 64;
 
 // Canonical channel order of every G[i][j] = sum_c x_i[c] * x_j[c]:
 // pairs (2p, 2p + 1) in increasing p, and within a pair the odd channel first,
-// then the even one (VDPBF16PS's order, so the AVX512-BF16 path needs no
-// reordering); an odd D ends with channel D - 1 alone. acc = fma(a, b, acc)
+// then the even one (VDPBF16PS's order: a bf16 tile could use it as is; the
+// measured one was slower than the fp32 tiles and is not built); an odd D ends
+// with channel D - 1 alone. acc = fma(a, b, acc)
 // per channel, starting from +0.
 // The c-th channel of that order (c in [0, D)).
 VLMKERN_INLINE int64_t dpc_channel(int64_t c, int64_t D) {
@@ -31,9 +32,12 @@ VLMKERN_INLINE int64_t dpc_channel(int64_t c, int64_t D) {
 // Squared distance of rows i and j over the number of channels D (the released
 // DPC-kNN codes divide the distance by sqrt(D)), from G's entries, in double:
 // (g_ii + g_jj - 2 g_ij) / D, clamped at 0. A row's distance to an identical
-// row is exactly 0 (g_ij == g_ii == g_jj bit for bit).
+// row is exactly 0 (g_ij == g_ii == g_jj bit for bit). Rows whose fp32 squares
+// overflow make G's entries inf or NaN (inf - inf): their distances are +inf,
+// never a NaN that a clamp would turn into 0.
 VLMKERN_INLINE double dpc_sq_dist(float gii, float gjj, float gij, double inv_d) {
   const double d = (double(gii) + double(gjj)) - 2.0 * double(gij);
+  if (d != d) return HUGE_VAL;
   return d > 0.0 ? d * inv_d : 0.0;
 }
 

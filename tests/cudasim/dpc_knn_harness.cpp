@@ -17,7 +17,7 @@
 //
 // Besides CUDA == CPU, each case checks the CPU
 //  - against itself with other channel chunks (2 or 16 instead of the op's
-//    64) and the Gram tasks in reverse order (the result must not depend on
+//    128) and the Gram tasks in reverse order (the result must not depend on
 //    either);
 //  - G against a long double Gram: equal on "exact" data (values on a 1/4
 //    grid in [-8, 8]: every fp32 partial sum exact), within the fp32 bound
@@ -178,8 +178,9 @@ constexpr uint32_t kUnwritten = 0x7fa0dbadu;  // a NaN no arithmetic produces
 // The channels per tile call of the op.
 constexpr int64_t kOpChunk = vc::kDpcChunk;
 
-// G of item b: the rows as fp32 (f32 in place with stride sn, 16-bit widened to
-// a contiguous copy, as the op does), every entry pre-filled with kUnwritten.
+// G of item b: the rows as fp32 (f32 read in place with stride sn, 16-bit
+// widened to a contiguous copy; the op copies every dtype to contiguous fp32
+// rows, which gives the same G), every entry pre-filled with kUnwritten.
 std::vector<float> cpu_gram_item(const Points& x, int64_t b, int64_t kc, bool reverse) {
   const int64_t n = x.n, D = x.D;
   std::vector<float> wide;
@@ -791,7 +792,7 @@ void add_dpc_knn_cases(Cases& out) {
     }
 
   // Squares that overflow fp32 (a few points scaled by 1e20, finite inputs):
-  // G holds inf and NaN, distances inf or (NaN clamped to) 0, means and
+  // G holds inf and NaN, distances inf (NaN is read as inf), means and
   // deltas inf; a zero density at an infinite distance must score 0, not
   // NaN (with NaN scores CUDA flagged more than m centres and wrote past
   // centres[m]; the CPU's nth_element had no strict weak order).

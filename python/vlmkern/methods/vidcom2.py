@@ -156,7 +156,7 @@ class VidCom2:
         u = distinct.double()
         e = torch.exp((u - u.amax(1, keepdim=True)) / TEMPERATURE)
         p = e / e.sum(1, keepdim=True)
-        dev_p = torch.nan_to_num(p - 1.0 / T, nan=0.0)  # exactly 0 where all frames tie
+        dev_p = torch.nan_to_num(p - 1.0 / T, nan=0.0)  # NaN only from NaN / inf scores
         q = N * torch.clamp(self.keep_ratio * (1.0 + dev_p), max=1.0)  # [V, T] quotas
         k0 = torch.round(q).clamp(1, N).to(torch.int64)  # the released per-frame budgets
         short = self.retained_tokens(T, 1, N) - k0.sum(1)  # [V]: > 0 add, < 0 drop

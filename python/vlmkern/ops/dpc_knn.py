@@ -49,8 +49,11 @@ def dpc_knn(x: torch.Tensor, k: int, m: int) -> tuple[torch.Tensor, torch.Tensor
     backend and ISA, so the CPU paths and CUDA give the same clusters; the one
     exception is two scores within a rounding error of ``exp`` of each other
     (CUDA's ``exp`` may differ from the host's in the last bit). Features
-    whose squares overflow float32 give infinite distances. Memory: ``n * n``
-    floats of scratch.
+    whose squares overflow float32 are at infinite distance from every point,
+    themselves included: their density is 0, they score 0, and they join the
+    first centre (the fp64 reference has no such overflow). Scratch: ``n * n``
+    floats for the Gram matrix, on the CPU also ``2 n D`` floats (the rows in
+    fp32 and the packed column panels).
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
         raise ValueError(f"x: expected a 3-d tensor [B, n, D], got "
