@@ -261,7 +261,7 @@ def _run_video_config(name: str, args, return_model: bool = False):
     model = _model(args)
     inputs = dv.qwen_video_inputs(dv.demo_video(args.frames, args.video_side))
     warm = dv.qwen_video_inputs(dv.demo_video(4, 56))
-    methods = dv.video_methods(name, args.rate, args.rho, args.tol)
+    methods = dv.video_methods(name, args.rate, args.rho, args.tol, args.keep_ratio)
     patch = None if methods is None else vlmkern.apply(model, methods)
     result = _measured(model, patch, warm, inputs, args, VIDEO_ID)
     return (result, model) if return_model else result
@@ -355,7 +355,7 @@ def _video_table(args) -> None:
     runs = [_run_in_fresh_process("video:" + n, args) for n in VIDEO_CONFIGS]
     base = runs[0]
     heads = ["unpatched", f"pixel_dedup tol={args.tol:g}", f"EVS rate={args.rate:g}",
-             "pixel_dedup + EVS", f"DyCoke rho={args.rho:g}"]
+             "pixel_dedup + EVS", f"DyCoke rho={args.rho:g}", f"VidCom2 keep={args.keep_ratio:g}"]
     rows = [("video tokens in -> kept", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
             ("encoder groups run", [r.groups_encoded for r in runs]),
             ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),
