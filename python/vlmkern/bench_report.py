@@ -8,7 +8,7 @@ import json
 import os
 
 RATIO_KEYS = ("speedup", "speedup_vs_index_select", "speedup_vs_a", "speedup_vs_b", "memory_ratio_a", "decoder_speedup",
-              "ttft_speedup", "x_of_k_read_time")
+              "ttft_speedup", "encoder_speedup", "x_of_k_read_time")
 
 
 def _ratios(path):
