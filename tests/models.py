@@ -242,3 +242,86 @@ def video_sample(inputs: dict, b: int) -> dict:
         out[key] = inputs[key][start:start + sizes[i]]
         out[grid_key] = inputs[grid_key][i:i + 1]
     return out
+
+
+# LLaVA-OneVision / LLaVA-NeXT-Video
+LV_IMAGE, LV_VIDEO = 120, 121
+LV_SIDE = 12  # frame side in pixels; patch 2 -> 6x6 patches -> 3x3 = 9 tokens per frame after pooling
+LV_FRAME_TOKENS = 9
+
+
+def tiny_llava_video(family: str = "llava_onevision", attn_implementation: str = "sdpa", *,
+                     samples=((3, 4, 5),), num_layers: int = 4, seed: int = 0,
+                     repeat_frames: bool = False):
+    """A LLaVA-OneVision (SigLIP tower, Qwen2 language model, a trailing
+    ``image_newline`` per video) or LLaVA-NeXT-Video (CLIP tower, Llama, average
+    pooling) model and a batch of video prompts.
+
+    ``samples``: per sample ``(text before, frames T or None, text after)``;
+    every video has :data:`LV_FRAME_TOKENS` tokens per frame (OneVision: ``T *
+    9 + 1`` placeholders, NeXT-Video: ``T * 9``); the videos of one batch share
+    ``T`` (``pixel_values_videos`` is one ``[num_videos, T, 3, 12, 12]``
+    tensor). ``repeat_frames``: every frame gets the first frame's pixels.
+    Returns the model (lm_head scaled as in :func:`tiny_llava`) and
+    ``input_ids``, ``attention_mask``, ``pixel_values_videos``."""
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    if family == "llava_onevision":
+        from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config,
+                                  SiglipVisionConfig)
+
+        vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=2, image_size=LV_SIDE, patch_size=2)
+        config = LlavaOnevisionConfig(vision_config=vision, text_config=Qwen2Config(**common),
+                                      image_token_id=LV_IMAGE, video_token_id=LV_VIDEO)
+        Model, tail = LlavaOnevisionForConditionalGeneration, 1
+    elif family == "llava_next_video":
+        from transformers import (CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig,
+                                  LlavaNextVideoForConditionalGeneration)
+
+        vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=2, image_size=LV_SIDE, patch_size=2, projection_dim=32)
+        config = LlavaNextVideoConfig(vision_config=vision, text_config=LlamaConfig(**common),
+                                      image_token_id=LV_IMAGE, video_token_id=LV_VIDEO,
+                                      spatial_pool_stride=2, spatial_pool_mode="average")
+        Model, tail = LlavaNextVideoForConditionalGeneration, 0
+    else:
+        raise ValueError(family)
+    for c in (config, config.text_config, config.vision_config):
+        c._attn_implementation = attn_implementation
+    model = Model(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.generation_config.eos_token_id = None
+    gen = torch.Generator().manual_seed(seed + 1)
+    frames = {t for _, t, _ in samples if t is not None}
+    if len(frames) > 1:
+        raise ValueError(f"the videos of one batch share T, got {sorted(frames)}")
+    rows, vids = [], []
+    for pre, t, post in samples:
+        row = _text_ids(gen, pre)
+        if t is not None:
+            row += [LV_VIDEO] * (t * LV_FRAME_TOKENS + tail)
+            first = torch.randn(3, LV_SIDE, LV_SIDE, generator=gen)
+            vids.append(torch.stack([first] + [first.clone() if repeat_frames else
+                                               torch.randn(3, LV_SIDE, LV_SIDE, generator=gen)
+                                               for _ in range(t - 1)]))
+        rows.append(row + _text_ids(gen, post))
+    input_ids, mask = _left_pad(rows)
+    out = {"input_ids": input_ids, "attention_mask": mask}
+    if vids:
+        out["pixel_values_videos"] = torch.stack(vids)
+    return model, out
+
+
+def llava_video_sample(inputs: dict, b: int) -> dict:
+    """Sample ``b`` of a :func:`tiny_llava_video` batch as a batch of one, without padding."""
+    real = inputs["attention_mask"][b].bool()
+    out = {k: inputs[k][b:b + 1, real] for k in ("input_ids", "attention_mask")}
+    has = (inputs["input_ids"] == LV_VIDEO).any(dim=1).tolist()
+    if has[b]:
+        i = sum(has[:b])
+        out["pixel_values_videos"] = inputs["pixel_values_videos"][i:i + 1]
+    return out

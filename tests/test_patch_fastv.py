@@ -349,7 +349,8 @@ def test_unsupported_model_lists_families():
                                          num_hidden_layers=2, num_attention_heads=2))
     with pytest.raises(ValueError, match="llava.*qwen2_5_vl"):
         vlmkern.apply(model, "fastv")
-    assert set(vlmkern.SUPPORTED_FAMILIES) == {"llava", "qwen2_vl", "qwen2_5_vl"}
+    assert set(vlmkern.SUPPORTED_FAMILIES) == {"llava", "qwen2_vl", "qwen2_5_vl", "llava_onevision",
+                                               "llava_next_video"}
 
 
 @pytest.fixture(scope="module")

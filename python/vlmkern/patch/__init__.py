@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from vlmkern.methods import METHODS, get_method
 from vlmkern.methods.fastv import check_keep_ratio
-from vlmkern.patch import llava, qwen2_5_vl, qwen2_vl
+from vlmkern.patch import llava, llava_video, qwen2_5_vl, qwen2_vl
 from vlmkern.patch.core import InLLMPruner, PatchHandle
 from vlmkern.patch.pre_llm import PreLLMPruner
 from vlmkern.patch.pre_vit import PreViTDedup
 
-_ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_vl.MODEL_TYPE: qwen2_vl, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl}
+_ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_vl.MODEL_TYPE: qwen2_vl, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl,
+             **{t: llava_video for t in llava_video.MODEL_TYPES}}
 
 SUPPORTED_FAMILIES = tuple(_ADAPTERS)
-VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE)  # families whose adapter finds videos
+# families whose adapter finds videos
+VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE) + llava_video.MODEL_TYPES
 
 _ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
@@ -41,19 +43,21 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             method acting in the language model, e.g. ``[PixelDedup(tol=0.0),
             EVS(rate=0.75)]``.
         **options: the method's settings. ``"fastv"`` (images, and video frames
-            on Qwen2-VL / Qwen2.5-VL): ``layer=3`` (``K``: the hidden states
+            on the ``VIDEO_FAMILIES``): ``layer=3`` (``K``: the hidden states
             entering decoder layer ``K`` are pruned, scored from layer ``K - 1``;
             ``1 <= K <= num_hidden_layers - 1``) and ``keep_ratio=0.25`` (of each
-            sample's visual tokens, ``max(1, round(N * keep_ratio))`` kept). ``"evs"`` (videos; Qwen2-VL, Qwen2.5-VL):
+            sample's visual tokens, ``max(1, round(N * keep_ratio))`` kept). ``"evs"``
+            (videos; the ``VIDEO_FAMILIES``: Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision,
+            LLaVA-NeXT-Video):
             ``rate=0.75``, the fraction of each video's tokens pruned before the
             first decoder layer (see ``vlmkern.methods.EVS``). ``"pixel_dedup"``
             (videos; Qwen2-VL, Qwen2.5-VL): ``tol=0.0``, the vision encoder skips
             temporal patch groups repeating the last kept one within ``tol``
             (mean absolute difference of normalised pixels) and reuses its
             output (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
-            Qwen2-VL, Qwen2.5-VL): ``rho=0.7``, stage 1 of DyCoke (see
-            ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; Qwen2-VL,
-            Qwen2.5-VL): ``keep_ratio=0.25``, the fraction of each video's
+            the video families): ``rho=0.7``, stage 1 of DyCoke (see
+            ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; the
+            video families): ``keep_ratio=0.25``, the fraction of each video's
             tokens kept before the first decoder layer, budgeted per frame by
             its distinctiveness (see ``vlmkern.methods.VidCom2``).
         quant: ``"w4a8"`` also replaces the language model's linear layers by
@@ -69,14 +73,16 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
     right-aligned), so ``logits[:, -1]`` is still the next-token distribution;
     ``handle.to_prompt_positions(logits)`` maps them back to ``[B, L, V]``
     (NaN at pruned positions), and ``handle.pruner.last_keep_mask`` (``[B, L]``
-    bool) says which prompt tokens were kept. Generated sequences, positions
+    bool) says which prompt tokens were kept (left padding counts as pruned
+    when anything is: the compacted batch drops it too). Generated sequences, positions
     and the attention mask keep the unpruned numbering. Chunked prefill
     (``prefill_chunk_size``) raises ``NotImplementedError``.
 
     Raises:
         ValueError: unsupported family, unknown method or option, an option out
             of range (``layer``, ``keep_ratio``, ``rate``), a video method on a
-            family without video support.
+            family without video support, ``pixel_dedup`` on a family other
+            than Qwen2-VL / Qwen2.5-VL.
         NotImplementedError: an attention implementation other than eager/sdpa.
         RuntimeError: the model is already patched (revert that patch first).
     """
@@ -94,9 +100,14 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
     parts = adapter.parts(model)
     vit, m = _methods(method, options, parts)
     for x in (vit, m):
-        if x is not None and x.placement in ("pre_llm", "pre_vit") and parts.video_token_id is None:
+        if x is not None and x.placement in ("pre_llm", "pre_vit") and parts.video_layout is None:
             raise ValueError(f"vlmkern.apply: {x.name} acts on videos and {model_type} has no video "
                              f"support in vlmkern; families with video: {', '.join(VIDEO_FAMILIES)}")
+    if vit is not None and parts.video_grid_key is None:
+        raise ValueError(
+            f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder, "
+            f"which needs a tower that encodes each group on its own (Qwen2-VL, Qwen2.5-VL); "
+            f"{model_type} encodes its frames another way and is not supported yet")
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:
         raise NotImplementedError(
@@ -125,7 +136,7 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
         if m is not None:
             if m.placement == "pre_llm":
                 PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
-                             grid_key=parts.video_grid_key, spatial_merge=parts.spatial_merge).install(handle)
+                             layout=parts.video_layout).install(handle)
             else:
                 # in-LLM methods prune every visual token: images, and video frames
                 ids = tuple(i for i in (parts.image_token_id, parts.video_token_id) if i is not None)

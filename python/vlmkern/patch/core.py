@@ -129,7 +129,8 @@ class PatchHandle:
         order, each sample right-aligned (shorter samples start with alignment
         slots). This puts them back: ``[B, L, ...]``, position ``p`` of sample
         ``b`` holding the value computed for prompt token ``p``, and ``fill`` at
-        the pruned positions. The last position is never pruned, so
+        the pruned positions (left padding included: a prefill that prunes
+        anything drops it as well). The last position is never pruned, so
         ``x[:, -1]`` is always the next-token distribution.
 
         Args:
@@ -164,6 +165,24 @@ class PatchHandle:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class VideoLayout:
+    """Where a family's video tokens are and what shape they have.
+
+    ``key``: the multimodal forward's argument that describes the videos
+    (``video_grid_thw``, ``pixel_values_videos``); ``encode_arg``: its position
+    among ``get_video_features``'s positional arguments (``generate`` may encode
+    the videos before the prefill and call the model without ``key``);
+    ``shapes(value)``: per video, in order, ``(T, N, tail)``: ``T`` frames of
+    ``N`` tokens each (raster order) and then ``tail`` placeholder tokens that
+    are not frame tokens (LLaVA-OneVision's trailing ``image_newline``), which
+    the video methods always keep.
+    """
+    key: str
+    encode_arg: int
+    shapes: object
+
+
 @dataclass
 class Parts:
     """What a family adapter hands the pruner.
@@ -174,14 +193,19 @@ class Parts:
     ``image_token_id``: the image placeholder id;
     ``rotary``: the family's ``apply_rotary_pos_emb(q, k, cos, sin)``;
     ``video_token_id``: the video placeholder id (None: no video support);
+    ``video_layout``: how each video's placeholder run is laid out (a
+    :class:`VideoLayout`; None: no video support);
     ``video_grid_key``: the forward argument with each video's patch grid
-    ``[num_videos, 3]`` (t, h, w); ``spatial_merge``: patches per token side.
+    ``[num_videos, 3]`` (t, h, w) where the vision tower encodes temporal patch
+    groups independently (Qwen-VL: what ``pixel_dedup`` needs; None: the
+    family has no such grid); ``spatial_merge``: patches per token side.
     """
     mm_model: torch.nn.Module
     lm: torch.nn.Module
     image_token_id: int
     rotary: object
     video_token_id: int | None = None
+    video_layout: VideoLayout | None = None
     video_grid_key: str | None = None
     spatial_merge: int = 1
 
@@ -403,6 +427,10 @@ class InLLMPruner:
         if pad is not None:
             pad = pad.to(hs.device).bool()
         keep_mask = self._keep_mask(hs, kwargs, pad)
+        # Left padding goes too once anything is pruned (otherwise a short sample's
+        # padding would hold the batch at its unpruned length).
+        if pad is not None and not bool(keep_mask.all()):
+            keep_mask = keep_mask & pad
         self.last_keep_mask = keep_mask
 
         # Kept positions right-aligned: a stable sort puts dropped ones first, in order.

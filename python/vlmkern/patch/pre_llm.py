@@ -34,18 +34,16 @@ class PreLLMPruner(InLLMPruner):
             [V, T * N]`` (e.g. :class:`vlmkern.methods.EVS`).
         mm_model, lm, rotary: as for :class:`InLLMPruner`.
         video_token_id: the video placeholder id in ``input_ids``.
-        grid_key: the forward argument holding ``[num_videos, 3]`` patch grids.
-        spatial_merge: patches merged per token side (the token grid of a video
-            is ``(t, h / spatial_merge, w / spatial_merge)``).
+        layout: the family's :class:`vlmkern.patch.core.VideoLayout` (which
+            forward argument describes the videos, and each video's frames x
+            tokens per frame + trailing non-frame tokens).
     """
 
-    def __init__(self, method, mm_model, lm, video_token_id: int, rotary, *, grid_key: str,
-                 spatial_merge: int):
+    def __init__(self, method, mm_model, lm, video_token_id: int, rotary, *, layout):
         super().__init__(method, mm_model, lm, video_token_id, rotary)
-        self.grid_key = grid_key
-        self.spatial_merge = int(spatial_merge)
-        self._grid = None  # the grid argument of this forward
-        self._encoded_grid = None  # the grid of the last get_video_features call
+        self.layout = layout
+        self._grid = None  # the layout argument of this forward
+        self._encoded_grid = None  # the layout argument of the last get_video_features call
 
     def install(self, handle: PatchHandle) -> None:
         layers = self.lm.layers
@@ -58,19 +56,19 @@ class PreLLMPruner(InLLMPruner):
                         f"layers[{i}]: forward pre-hook uses the pruned mask and positions"))
         for h, where in reg:
             handle.add_hook(h, where)
-        # generate() encodes the videos before prefill (get_video_features) and then
-        # calls the model with the encoder outputs and without the grids: record
-        # the grid where the videos are encoded.
+        # generate() may encode the videos before prefill (get_video_features) and
+        # then call the model with the encoder outputs and without the videos'
+        # description: record it where the videos are encoded.
         encode = self.mm_model.get_video_features
+        key, pos = self.layout.key, self.layout.encode_arg
 
         @functools.wraps(encode)
         def get_video_features(*args, **kwargs):
-            grid = kwargs.get(self.grid_key, args[1] if len(args) > 1 else None)
-            self._encoded_grid = grid
+            self._encoded_grid = kwargs.get(key, args[pos] if len(args) > pos else None)
             return encode(*args, **kwargs)
 
         handle.set_attr(self.mm_model, "get_video_features", get_video_features,
-                        f"{_name(self.mm_model)}.get_video_features: records each video's grid")
+                        f"{_name(self.mm_model)}.get_video_features: records each video's {key}")
         handle.note(layers[0], f"[vlmkern] {self.method!r}: prunes video tokens entering this layer; "
                                "every layer caches only the kept tokens")
         handle.pruner = self
@@ -78,28 +76,31 @@ class PreLLMPruner(InLLMPruner):
     # -- hooks ----------------------------------------------------------------
     def _mm_pre(self, module, args, kwargs):
         super()._mm_pre(module, args, kwargs)
-        self._grid = kwargs.get(self.grid_key)
+        self._grid = kwargs.get(self.layout.key)
         cache = kwargs.get("past_key_values")
         if (cache is not None and cache in self.kept and kwargs.get("attention_mask") is None
                 and kwargs.get("position_ids") is None and cache.get_seq_length(0) > 0):
             # Without a mask or positions the model numbers a decode step from the
             # cache length, which is the kept length here: pass the positions of the
             # unpruned sequence instead (the model's own rule for this case, with
-            # the unpruned past length).
+            # the unpruned past length; M-RoPE models add their rope_deltas).
             ids = kwargs.get("input_ids", args[0] if args else None)
             x = ids if ids is not None else kwargs.get("inputs_embeds")
+            mrope = hasattr(module, "rope_deltas")
             deltas = getattr(module, "rope_deltas", None)
-            if x is None or deltas is None:
+            if x is None or (mrope and deltas is None):
                 raise NotImplementedError(
                     f"vlmkern: {self.method.name}: a decode step on a pruned cache needs "
                     "position_ids (or the attention_mask) of the unpruned sequence")
             B, q = x.shape[:2]
             rec = self.kept[cache]
             past = rec.prompt_len + cache.get_seq_length(0) - rec.prefix_mask.shape[1]
-            pos = torch.arange(past, past + q, device=x.device).view(1, 1, q).expand(3, B, q)
+            pos = torch.arange(past, past + q, device=x.device).view(1, q).expand(B, q)
+            if mrope:
+                pos = pos.view(1, B, q).expand(3, B, q) + deltas.to(x.device).repeat_interleave(
+                    B // deltas.shape[0], dim=0).view(1, B, 1)
             kwargs = dict(kwargs)
-            kwargs["position_ids"] = pos + deltas.to(x.device).repeat_interleave(
-                B // deltas.shape[0], dim=0).view(1, B, 1)
+            kwargs["position_ids"] = pos
             return args, kwargs
         return None
 
@@ -115,24 +116,25 @@ class PreLLMPruner(InLLMPruner):
         keep = ~video
         self.last_scores = None
         for (T, N), spans in self._video_spans(video).items():
-            feats = torch.stack([hs[b, s:s + T * N].reshape(T, N, -1) for b, s in spans])
+            feats = torch.stack([hs[b, s:s + T * N].reshape(T, N, -1) for b, s, _ in spans])
             kept = self.method.select(feats)  # [V, T * N]
-            for (b, s), k in zip(spans, kept):
+            for (b, s, tail), k in zip(spans, kept):
                 keep[b, s:s + T * N] = k
+                keep[b, s + T * N:s + T * N + tail] = True  # not frame tokens
         return keep
 
     def _video_spans(self, video: torch.Tensor) -> dict:
-        """``{(T, N): [(sample, start), ...]}``: each video's placeholder run in
-        ``input_ids``, matched in order (sample-major) with the rows of the grid
-        argument, grouped by shape so that same-shape videos are scored in one
-        call."""
+        """``{(T, N): [(sample, start, tail), ...]}``: each video's placeholder
+        run in ``input_ids``, matched in order (sample-major) with the videos the
+        layout argument describes, grouped by shape so that same-shape videos are
+        scored in one call (``tail``: the run's trailing non-frame tokens)."""
+        key = self.layout.key
         grid = self._grid if self._grid is not None else self._encoded_grid
         self._encoded_grid = None  # consumed by this prefill
         if grid is None:
             raise ValueError(f"vlmkern: {self.method.name}: the prompt has video tokens but no "
-                             f"{self.grid_key} was passed")
-        m = self.spatial_merge
-        shapes = [(int(t), int(h) // m * (int(w) // m)) for t, h, w in grid.tolist()]
+                             f"{key} was passed")
+        shapes = self.layout.shapes(grid)
         v = video.to(torch.int8)
         edges = torch.diff(v, dim=1, prepend=torch.zeros_like(v[:, :1]),
                            append=torch.zeros_like(v[:, :1]))
@@ -140,12 +142,13 @@ class PreLLMPruner(InLLMPruner):
         ends = (edges == -1).nonzero().tolist()
         if len(starts) != len(shapes):
             raise ValueError(f"vlmkern: {self.method.name}: input_ids hold {len(starts)} runs of video "
-                             f"tokens but {self.grid_key} describes {len(shapes)} videos")
+                             f"tokens but {key} describes {len(shapes)} videos")
         out: dict = {}
-        for (b, s), (_, e), (T, N) in zip(starts, ends, shapes):
-            if e - s != T * N:
+        for (b, s), (_, e), (T, N, tail) in zip(starts, ends, shapes):
+            if e - s != T * N + tail:
+                extra = f" + {tail}" if tail else ""
                 raise ValueError(
-                    f"vlmkern: {self.method.name}: a video of grid {T} frames x {N} tokens has "
-                    f"{e - s} placeholder tokens in sample {b}, expected {T * N}")
-            out.setdefault((T, N), []).append((b, s))
+                    f"vlmkern: {self.method.name}: a video of {T} frames x {N} tokens has "
+                    f"{e - s} placeholder tokens in sample {b}, expected {T * N}{extra}")
+            out.setdefault((T, N), []).append((b, s, tail))
         return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl
 
-from vlmkern.patch.core import Parts
+from vlmkern.patch.core import Parts, VideoLayout
 
 MODEL_TYPE = "qwen2_5_vl"
 
@@ -42,7 +42,13 @@ def qwen_vl_parts(model, modeling, mm_class, model_type: str) -> Parts:
     if types != {"full_attention"}:
         raise NotImplementedError(
             f"vlmkern: {model_type} with sliding-window layers is not supported (layer_types {sorted(types)})")
+    m = int(model.config.vision_config.spatial_merge_size)
+
+    def shapes(grid):
+        return [(int(t), int(h) // m * (int(w) // m), 0) for t, h, w in grid.tolist()]
+
     return Parts(mm_model=mm_model, lm=lm, image_token_id=model.config.image_token_id,
                  rotary=modeling.apply_rotary_pos_emb,
-                 video_token_id=model.config.video_token_id, video_grid_key="video_grid_thw",
-                 spatial_merge=model.config.vision_config.spatial_merge_size)
+                 video_token_id=model.config.video_token_id,
+                 video_layout=VideoLayout("video_grid_thw", 1, shapes),
+                 video_grid_key="video_grid_thw", spatial_merge=m)
