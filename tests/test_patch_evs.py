@@ -284,6 +284,8 @@ def test_bad_arguments_name_what_is_wrong():
         vlmkern.apply(model, "evs", keep_ratio=0.5)
     with pytest.raises(ValueError, match="pass options to the method object"):
         vlmkern.apply(model, EVS(0.5), rate=0.3)
+    with pytest.raises(ValueError, match="positions='renumber': qwen2_5_vl numbers tokens with M-RoPE"):
+        vlmkern.apply(model, "evs", positions="renumber")
     llava, _ = tiny_llava("sdpa")
     with pytest.raises(ValueError, match="evs acts on videos and llava has no video support.*qwen2_vl"):
         vlmkern.apply(llava, "evs")

@@ -6,8 +6,9 @@ The reference never touches vlmkern: it encodes the video with the unpatched
 model's ``get_video_features``, applies the method's definition (the eager
 functions of test_patch_evs.py and test_patch_vidcom2.py) to the ``T x N``
 frame tokens, always keeps OneVision's trailing ``image_newline``, and runs the
-unpatched language model on the surviving embeddings at their original 1-D
-positions.
+unpatched language model on the surviving embeddings, numbered 0, 1, ... (the
+default on these families, ``positions="renumber"``) or at their original 1-D
+positions (``positions="keep"``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Reference:
     """``keep_frames(features [T, N, D]) -> bool [T * N]`` applied by hand to one
     unpadded sample of the unpatched model."""
 
-    def __init__(self, model, inputs, keep_frames):
+    def __init__(self, model, inputs, keep_frames, positions="renumber"):
         mm, cfg = model.model, model.config
         ids = inputs["input_ids"]
         pv = inputs["pixel_values_videos"]
@@ -70,7 +71,8 @@ class Reference:
         self.keep[idx[T * N:]] = True  # OneVision's image_newline is not a frame token
         kept = self.keep.nonzero().flatten()
         with torch.no_grad():
-            hs = mm.language_model(inputs_embeds=emb[:, kept], position_ids=kept[None],
+            pos = kept[None] if positions == "keep" else torch.arange(kept.numel())[None]
+            hs = mm.language_model(inputs_embeds=emb[:, kept], position_ids=pos,
                                    attention_mask=torch.ones(1, kept.numel(), dtype=torch.long)).last_hidden_state
             self.logits = model.lm_head(hs)
 
@@ -92,14 +94,15 @@ def test_keeping_everything_is_a_no_op_and_revert_is_exact(family, impl):
         assert torch.equal(model(**inputs).logits, before)
 
 
+@pytest.mark.parametrize("positions", [None, "keep", "renumber"])
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("frames", [4, 7])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_matches_the_definition(family, frames, method):
+def test_matches_the_definition(family, frames, method, positions):
     obj, keep_frames = METHODS[method]
     model, inputs = tiny_llava_video(family, "sdpa", samples=((4, frames, 3),), seed=frames)
-    ref = Reference(model, inputs, keep_frames)
-    with vlmkern.apply(model, obj) as patch:
+    ref = Reference(model, inputs, keep_frames, positions or "renumber")
+    with vlmkern.apply(model, obj, positions=positions) as patch:
         with torch.no_grad():
             got = model(**inputs).logits
         keep = patch.pruner.last_keep_mask[0]
@@ -110,14 +113,15 @@ def test_matches_the_definition(family, frames, method):
     _close(got, ref.logits)
 
 
+@pytest.mark.parametrize("positions", ["keep", "renumber"])
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl, method):
+def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(family, impl, method, positions):
     steps = 5
     model, inputs = tiny_llava_video(family, impl, samples=RAGGED, seed=1)
     B, L = inputs["input_ids"].shape
-    with vlmkern.apply(model, METHODS[method][0]) as patch:
+    with vlmkern.apply(model, METHODS[method][0], positions=positions) as patch:
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=steps, do_sample=False, output_logits=True,
                                  return_dict_in_generate=True)
@@ -142,11 +146,13 @@ def test_generate_with_cache_equals_no_cache_and_ragged_batch_equals_samples(fam
             _close(torch.stack(alone.logits)[:, 0], torch.stack(out.logits)[:, b])
 
 
+@pytest.mark.parametrize("positions", ["keep", "renumber"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_decode_step_without_mask_or_positions_keeps_the_unpruned_numbering(family):
-    """A hand-driven decode step with only input_ids and the cache: the patch
-    passes the unpruned sequence's positions (the model would number the step
-    from the cache length, which is the kept length)."""
+def test_decode_step_without_mask_or_positions_is_numbered_as_without_a_cache(family, positions):
+    """A hand-driven decode step with only input_ids and the cache is numbered
+    as the same token in a forward without a cache (the model would number the
+    step from the cache length, which is the kept length: the patch passes the
+    unpruned sequence's positions, renumbered if the prompt was)."""
     model, inputs = tiny_llava_video(family, "sdpa", samples=((2, 4, 6),), seed=2)
 
     def step_and_full():
@@ -160,7 +166,7 @@ def test_decode_step_without_mask_or_positions_keeps_the_unpruned_numbering(fami
             return step, full
 
     _close(*step_and_full())
-    with vlmkern.apply(model, "evs", rate=0.75) as patch:
+    with vlmkern.apply(model, "evs", rate=0.75, positions=positions) as patch:
         step, full = step_and_full()
         assert not patch.pruner.last_keep_mask.all()
     _close(step, full)
@@ -193,6 +199,10 @@ def test_fastv_prunes_video_frames_too(family):
 
 def test_bad_input_names_what_is_wrong():
     model, inputs = tiny_llava_video("llava_onevision", "sdpa")
+    with pytest.raises(ValueError, match="positions must be 'keep', 'renumber' or None"):
+        vlmkern.apply(model, "evs", positions="contiguous")
+    with pytest.raises(ValueError, match="positions='renumber' applies to video methods that prune before"):
+        vlmkern.apply(model, "fastv", positions="renumber")
     with pytest.raises(ValueError, match="pixel_dedup skips repeated temporal patch groups.*llava_onevision"):
         vlmkern.apply(model, [PixelDedup(0.0), EVS(0.5)])
     assert "_vlmkern_patch" not in model.__dict__

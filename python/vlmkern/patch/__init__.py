@@ -28,9 +28,9 @@ VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE) + llava_video.MODE
 _ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
-def apply(model, method="fastv", *, quant: str | None = None, group_size: int | None = 128,
-          quant_targets="language", calibration=None, progress: bool = False,
-          **options) -> PatchHandle:
+def apply(model, method="fastv", *, positions: str | None = None, quant: str | None = None,
+          group_size: int | None = 128, quant_targets="language", calibration=None,
+          progress: bool = False, **options) -> PatchHandle:
     """Patch ``model`` in place with a token-reduction ``method``; returns the handle.
 
     Args:
@@ -60,6 +60,15 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             video families): ``keep_ratio=0.25``, the fraction of each video's
             tokens kept before the first decoder layer, budgeted per frame by
             its distinctiveness (see ``vlmkern.methods.VidCom2``).
+        positions: ``"keep"`` or ``"renumber"``, how the kept tokens are
+            numbered when a video method prunes before the first decoder layer.
+            ``"keep"``: each kept token keeps its original position (gaps where
+            tokens were dropped), the only choice on M-RoPE families (Qwen-VL)
+            and for FastV. ``"renumber"``: the kept prompt is numbered ``0, 1,
+            ...`` as if it had been assembled short, and generated tokens
+            continue from its length; the default on the LLaVA video families
+            (LLaVA-OneVision, LLaVA-NeXT-Video), as the methods' released code
+            for those models did. None: the default.
         quant: ``"w4a8"`` also replaces the language model's linear layers by
             ``vlmkern.nn.W4A8Linear`` (see ``vlmkern.quantize`` for
             ``group_size``, ``quant_targets``, ``calibration``, ``progress``).
@@ -108,6 +117,7 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder, "
             f"which needs a tower that encodes each group on its own (Qwen2-VL, Qwen2.5-VL); "
             f"{model_type} encodes its frames another way and is not supported yet")
+    renumber = _renumber(positions, m, parts, model_type)
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:
         raise NotImplementedError(
@@ -135,8 +145,10 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
             PreViTDedup(vit, parts.mm_model, parts.spatial_merge).install(handle)
         if m is not None:
             if m.placement == "pre_llm":
-                PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
-                             layout=parts.video_layout).install(handle)
+                pruner = PreLLMPruner(m, parts.mm_model, parts.lm, parts.video_token_id, parts.rotary,
+                                      layout=parts.video_layout)
+                pruner.renumber = renumber
+                pruner.install(handle)
             else:
                 # in-LLM methods prune every visual token: images, and video frames
                 ids = tuple(i for i in (parts.image_token_id, parts.video_token_id) if i is not None)
@@ -148,6 +160,23 @@ def apply(model, method="fastv", *, quant: str | None = None, group_size: int | 
     handle.note(model, f"[vlmkern] patched with {what}; PatchHandle.revert() undoes it")
     handle.set_attr(model, "_vlmkern_patch", handle)
     return handle
+
+
+def _renumber(positions, m, parts, model_type: str) -> bool:
+    """Whether the pruned prompt is renumbered (see ``apply``'s ``positions``)."""
+    if positions not in (None, "keep", "renumber"):
+        raise ValueError(f"positions must be 'keep', 'renumber' or None, got {positions!r}")
+    pre_llm = m is not None and m.placement == "pre_llm"
+    if positions == "renumber":
+        if parts.mrope:
+            raise ValueError(f"positions='renumber': {model_type} numbers tokens with M-RoPE (t, h, w) "
+                             "triples, which are kept; use positions='keep' (the default there)")
+        if not pre_llm:
+            raise ValueError("positions='renumber' applies to video methods that prune before the first "
+                             f"decoder layer (evs, dycoke, vidcom2), got {m!r}")
+    if positions is None:
+        return pre_llm and not parts.mrope
+    return positions == "renumber"
 
 
 def _methods(method, options: dict, parts):

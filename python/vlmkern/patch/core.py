@@ -198,7 +198,8 @@ class Parts:
     ``video_grid_key``: the forward argument with each video's patch grid
     ``[num_videos, 3]`` (t, h, w) where the vision tower encodes temporal patch
     groups independently (Qwen-VL: what ``pixel_dedup`` needs; None: the
-    family has no such grid); ``spatial_merge``: patches per token side.
+    family has no such grid); ``spatial_merge``: patches per token side;
+    ``mrope``: positions are M-RoPE ``(t, h, w)`` triples (not renumberable).
     """
     mm_model: torch.nn.Module
     lm: torch.nn.Module
@@ -208,6 +209,7 @@ class Parts:
     video_layout: VideoLayout | None = None
     video_grid_key: str | None = None
     spatial_merge: int = 1
+    mrope: bool = False
 
 
 @dataclass
@@ -217,6 +219,7 @@ class _Kept:
     ``L`` of the unpruned prompt."""
     prefix_mask: torch.Tensor
     prompt_len: int
+    shift: torch.Tensor | None = None  # renumbered positions: [B, 1] tokens each sample lost
 
 
 class _CallState:
@@ -265,6 +268,9 @@ class InLLMPruner:
         # whether the slot holds a token (false at the left alignment slots)
         self.last_scores = self.last_keep_mask = None
         self.last_positions = self.last_slot_valid = None
+        # positions="renumber": the kept tokens are numbered 0, 1, ... (1-D
+        # positions, placement pre_llm only; see vlmkern.apply)
+        self.renumber = False
 
     # -- installation ---------------------------------------------------------
     def install(self, handle: PatchHandle) -> None:
@@ -441,16 +447,31 @@ class InLLMPruner:
         self.last_positions, self.last_slot_valid = order, valid
 
         hs = gather_kept(hs, order)
-        cos, sin = kwargs["position_embeddings"]
-        overrides = {"position_embeddings": (gather_kept(cos, order), gather_kept(sin, order))}
         pos = kwargs.get("position_ids")
-        if pos is not None:
-            overrides["position_ids"] = gather_kept(pos, order)
+        shift = None
+        if self.renumber and L_new < L:
+            # Each sample's kept tokens numbered 0, 1, ... (as generate numbers a
+            # left-padded prompt; RoPE only sees differences, so a plain padded
+            # forward, which counts the padding, gives the same logits). The last
+            # prompt token is always kept: later tokens move down by what its
+            # position lost.
+            if pos is None:
+                raise NotImplementedError(f"vlmkern: {self.method.name}: renumbered positions need the "
+                                          "decoder layers to receive position_ids")
+            pos = pos.expand(B, L)
+            new_pos = (new_pad.long().cumsum(1) - 1).masked_fill(~new_pad, 1)
+            overrides = {"position_embeddings": self.lm.rotary_emb(hs, new_pos), "position_ids": new_pos}
+            shift = pos[:, -1:] - new_pos[:, -1:]
+        else:
+            cos, sin = kwargs["position_embeddings"]
+            overrides = {"position_embeddings": (gather_kept(cos, order), gather_kept(sin, order))}
+            if pos is not None:
+                overrides["position_ids"] = gather_kept(pos, order)
         overrides["attention_mask"] = create_causal_mask(
             config=self.lm.config, inputs_embeds=hs, attention_mask=new_pad,
             past_key_values=cache, position_ids=None, layer_idx=K)
         if cache is not None:
-            self.kept[cache] = _Kept(prefix_mask=new_pad, prompt_len=L)
+            self.kept[cache] = _Kept(prefix_mask=new_pad, prompt_len=L, shift=shift)
         st.overrides = overrides
         kwargs = dict(kwargs)
         kwargs.update(overrides)
@@ -474,8 +495,16 @@ class InLLMPruner:
             config=self.lm.config, inputs_embeds=hs, attention_mask=torch.cat([prefix, tail], dim=1),
             past_key_values=cache, position_ids=None, layer_idx=self.K)
         st.overrides = {"attention_mask": mask}
+        if rec.shift is not None:  # renumbered prompt: later tokens move down by what it lost
+            pos = kwargs.get("position_ids")
+            if pos is None:
+                raise NotImplementedError(f"vlmkern: {self.method.name}: renumbered positions need the "
+                                          "decoder layers to receive position_ids")
+            pos = pos - rec.shift.to(pos.device)
+            st.overrides["position_ids"] = pos
+            st.overrides["position_embeddings"] = self.lm.rotary_emb(hs, pos)
         kwargs = dict(kwargs)
-        kwargs["attention_mask"] = mask
+        kwargs.update(st.overrides)
         return kwargs
 
     def _rotated_qk(self, attn, q_raw, k_raw, cos_sin):

@@ -16,10 +16,10 @@ pools each frame's ``s x s`` patch grid (``s = image_size // patch_size``) to
 ``model.model.language_model`` is the decoder stack (Qwen2 for OneVision,
 usually Llama for NeXT-Video; any model whose attention applies its module's
 ``apply_rotary_pos_emb`` to ``q_proj`` / ``k_proj`` outputs with 1-D
-positions). Positions are 1-D: the layers receive ``(cos, sin)`` ``[B, L, D]``
-and pruned tokens keep their original position ids (gaps where tokens were
-dropped), as the in-LLM methods do; the released video methods for these
-models renumber the shortened sequence instead (not offered yet).
+positions). Positions are 1-D: the layers receive ``(cos, sin)`` ``[B, L, D]``.
+A video method pruning before the first layer renumbers the kept prompt by
+default (``positions="renumber"`` of :func:`vlmkern.apply`), as the released
+video methods for these models did, or keeps the original ids (``"keep"``).
 """
 
 from __future__ import annotations

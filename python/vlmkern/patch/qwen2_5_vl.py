@@ -51,4 +51,4 @@ def qwen_vl_parts(model, modeling, mm_class, model_type: str) -> Parts:
                  rotary=modeling.apply_rotary_pos_emb,
                  video_token_id=model.config.video_token_id,
                  video_layout=VideoLayout("video_grid_thw", 1, shapes),
-                 video_grid_key="video_grid_thw", spatial_merge=m)
+                 video_grid_key="video_grid_thw", spatial_merge=m, mrope=True)
