@@ -325,3 +325,68 @@ def llava_video_sample(inputs: dict, b: int) -> dict:
         i = sum(has[:b])
         out["pixel_values_videos"] = inputs["pixel_values_videos"][i:i + 1]
     return out
+
+
+def tiny_qwen3_video(attn_implementation: str = "sdpa", *, samples=((3, (4, 4, 4), 5),), num_layers: int = 4,
+                     seed: int = 0, image_first: bool = False, repeat_frames: bool = False):
+    """A Qwen3-VL model (deepstack features from both vision blocks into the
+    first two decoder layers; q/k norms) and a batch of video prompts laid out
+    as its processor does: every frame (temporal patch) is its own run of
+    ``h/2 * w/2`` video tokens between vision start/end tokens, after two
+    "timestamp" text tokens. ``samples``, ``image_first``, ``repeat_frames``
+    as in :func:`tiny_qwen_video`; the same input keys."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                  patch_size=2, spatial_merge_size=2, temporal_patch_size=2, deepstack_visual_indexes=[0, 1],
+                  num_position_embeddings=16)
+    text = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                                 "mrope_interleaved": True},
+                pad_token_id=PAD, bos_token_id=1, eos_token_id=2)
+    config = Qwen3VLConfig(vision_config=vision, text_config=text, image_token_id=QWEN_IMAGE,
+                           video_token_id=QWEN_VIDEO, vision_start_token_id=QWEN_VSTART,
+                           vision_end_token_id=QWEN_VEND)
+    for c in (config, config.text_config, config.vision_config):
+        c._attn_implementation = attn_implementation
+    model = Qwen3VLForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.generation_config.eos_token_id = None
+    gen = torch.Generator().manual_seed(seed + 1)
+    patch_dim = 3 * 2 * 2 * 2
+    rows, types, vids, vgrids, imgs, igrids = [], [], [], [], [], []
+    for pre, g, post in samples:
+        row, typ = _text_ids(gen, pre), [0] * pre
+        if g is not None:
+            if image_first:
+                n_img = QWEN_GRID[0] * QWEN_GRID[1] * QWEN_GRID[2] // 4
+                row += [QWEN_VSTART] + [QWEN_IMAGE] * n_img + [QWEN_VEND]
+                typ += [0] + [1] * n_img + [0]
+                imgs.append(torch.randn(QWEN_GRID[0] * QWEN_GRID[1] * QWEN_GRID[2], patch_dim, generator=gen))
+                igrids.append(list(QWEN_GRID))
+            t, h, w = g
+            n_frame = h * w // 4
+            for _ in range(t):
+                row += _text_ids(gen, 2) + [QWEN_VSTART] + [QWEN_VIDEO] * n_frame + [QWEN_VEND]
+                typ += [0, 0, 0] + [2] * n_frame + [0]
+            first = torch.randn(h * w, patch_dim, generator=gen)
+            vids.append(torch.cat([first] + [first.clone() if repeat_frames else
+                                             torch.randn(h * w, patch_dim, generator=gen) for _ in range(t - 1)]))
+            vgrids.append([t, h, w])
+        rows.append(row + _text_ids(gen, post))
+        types.append(typ + [0] * post)
+    input_ids, mask = _left_pad(rows)
+    mm = torch.zeros_like(input_ids, dtype=torch.int32)
+    for b, typ in enumerate(types):
+        mm[b, input_ids.shape[1] - len(typ):] = torch.tensor(typ, dtype=torch.int32)
+    out = {"input_ids": input_ids, "attention_mask": mask, "mm_token_type_ids": mm}
+    if vids:
+        out["pixel_values_videos"] = torch.cat(vids)
+        out["video_grid_thw"] = torch.tensor(vgrids, dtype=torch.long)
+    if imgs:
+        out["pixel_values"] = torch.cat(imgs)
+        out["image_grid_thw"] = torch.tensor(igrids, dtype=torch.long)
+    return model, out

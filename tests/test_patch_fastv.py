@@ -349,7 +349,7 @@ def test_unsupported_model_lists_families():
                                          num_hidden_layers=2, num_attention_heads=2))
     with pytest.raises(ValueError, match="llava.*qwen2_5_vl"):
         vlmkern.apply(model, "fastv")
-    assert set(vlmkern.SUPPORTED_FAMILIES) == {"llava", "qwen2_vl", "qwen2_5_vl", "llava_onevision",
+    assert set(vlmkern.SUPPORTED_FAMILIES) == {"llava", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision",
                                                "llava_next_video"}
 
 

@@ -203,7 +203,7 @@ def test_bad_input_names_what_is_wrong():
         vlmkern.apply(model, "evs", positions="contiguous")
     with pytest.raises(ValueError, match="positions='renumber' applies to video methods that prune before"):
         vlmkern.apply(model, "fastv", positions="renumber")
-    with pytest.raises(ValueError, match="pixel_dedup skips repeated temporal patch groups.*llava_onevision"):
+    with pytest.raises(ValueError, match="pixel_dedup skips repeated temporal patch groups.*llava_onevision is not supported"):
         vlmkern.apply(model, [PixelDedup(0.0), EVS(0.5)])
     assert "_vlmkern_patch" not in model.__dict__
     # (the model itself refuses a placeholder count that does not match its
@@ -212,7 +212,7 @@ def test_bad_input_names_what_is_wrong():
         ids = inputs["input_ids"].clone()
         ids[0, 3 + 4 * LV_FRAME_TOKENS] = 5  # the newline placeholder becomes text
         patch.pruner._grid = inputs["pixel_values_videos"]
-        with pytest.raises(ValueError, match=r"4 frames x 9 tokens has 36 placeholder tokens.*expected 36 \+ 1"):
+        with pytest.raises(ValueError, match=r"video of 4 frames x 9 tokens has 36 placeholder tokens.*expected 36 \+ 1"):
             patch.pruner._video_spans(ids == LV_VIDEO)
         patch.pruner._grid = inputs["pixel_values_videos"]
         two = torch.cat([inputs["input_ids"], torch.full((1, 1), 7), inputs["input_ids"]], 1)

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from vlmkern.methods import METHODS, get_method
 from vlmkern.methods.fastv import check_keep_ratio
-from vlmkern.patch import llava, llava_video, qwen2_5_vl, qwen2_vl
+from vlmkern.patch import llava, llava_video, qwen2_5_vl, qwen2_vl, qwen3_vl
 from vlmkern.patch.core import InLLMPruner, PatchHandle
 from vlmkern.patch.pre_llm import PreLLMPruner
 from vlmkern.patch.pre_vit import PreViTDedup
 
 _ADAPTERS = {llava.MODEL_TYPE: llava, qwen2_vl.MODEL_TYPE: qwen2_vl, qwen2_5_vl.MODEL_TYPE: qwen2_5_vl,
-             **{t: llava_video for t in llava_video.MODEL_TYPES}}
+             qwen3_vl.MODEL_TYPE: qwen3_vl, **{t: llava_video for t in llava_video.MODEL_TYPES}}
 
 SUPPORTED_FAMILIES = tuple(_ADAPTERS)
 # families whose adapter finds videos
-VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE) + llava_video.MODEL_TYPES
+VIDEO_FAMILIES = (qwen2_vl.MODEL_TYPE, qwen2_5_vl.MODEL_TYPE, qwen3_vl.MODEL_TYPE) + llava_video.MODEL_TYPES
 
 _ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
@@ -47,8 +47,8 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
             entering decoder layer ``K`` are pruned, scored from layer ``K - 1``;
             ``1 <= K <= num_hidden_layers - 1``) and ``keep_ratio=0.25`` (of each
             sample's visual tokens, ``max(1, round(N * keep_ratio))`` kept). ``"evs"``
-            (videos; the ``VIDEO_FAMILIES``: Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision,
-            LLaVA-NeXT-Video):
+            (videos; the ``VIDEO_FAMILIES``: Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
+            LLaVA-OneVision, LLaVA-NeXT-Video):
             ``rate=0.75``, the fraction of each video's tokens pruned before the
             first decoder layer (see ``vlmkern.methods.EVS``). ``"pixel_dedup"``
             (videos; Qwen2-VL, Qwen2.5-VL): ``tol=0.0``, the vision encoder skips
@@ -114,9 +114,9 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
                              f"support in vlmkern; families with video: {', '.join(VIDEO_FAMILIES)}")
     if vit is not None and parts.video_grid_key is None:
         raise ValueError(
-            f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder, "
-            f"which needs a tower that encodes each group on its own (Qwen2-VL, Qwen2.5-VL); "
-            f"{model_type} encodes its frames another way and is not supported yet")
+            f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder "
+            f"and is wired for Qwen2-VL and Qwen2.5-VL only; {model_type} is not supported yet (its "
+            "encoder encodes frames another way, or returns features the wrapper does not expand)")
     renumber = _renumber(positions, m, parts, model_type)
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:

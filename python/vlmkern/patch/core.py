@@ -38,6 +38,7 @@ back to ``[B, L, V]``. Chunked prefill is refused (see ``vlmkern.apply``).
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 
@@ -176,11 +177,14 @@ class VideoLayout:
     ``shapes(value)``: per video, in order, ``(T, N, tail)``: ``T`` frames of
     ``N`` tokens each (raster order) and then ``tail`` placeholder tokens that
     are not frame tokens (LLaVA-OneVision's trailing ``image_newline``), which
-    the video methods always keep.
+    the video methods always keep. ``frame_runs``: each frame is a placeholder
+    run of its own (Qwen3-VL puts a timestamp and vision start/end tokens
+    between frames; ``tail`` is then 0); otherwise a video is one run.
     """
     key: str
     encode_arg: int
     shapes: object
+    frame_runs: bool = False
 
 
 @dataclass
@@ -296,6 +300,31 @@ class InLLMPruner:
         handle.note(layers[K], f"[vlmkern] {self.method!r}: prunes image tokens entering this "
                                "layer; layers >= this one cache only the kept tokens")
         handle.pruner = self
+        self._install_deepstack(handle)
+
+    def _install_deepstack(self, handle: PatchHandle) -> None:
+        """Qwen3-VL adds "deepstack" visual features to the hidden states at the
+        visual positions after its first decoder layers (``lm._deepstack_process(
+        hidden_states, visual_pos_masks, visual_embeds)``, one row per visual
+        token of the unpruned prompt). Once a prefill is pruned, the wrapper
+        maps the mask to the compacted layout and keeps the rows of the kept
+        tokens (both in row-major order, which compaction preserves)."""
+        process = getattr(self.lm, "_deepstack_process", None)
+        if process is None:
+            return
+
+        @functools.wraps(process)
+        def deepstack_process(hidden_states, visual_pos_masks, visual_embeds):
+            keep, order = self.last_keep_mask, self.last_positions
+            if visual_pos_masks.shape[1] != hidden_states.shape[1] and keep is not None \
+                    and order is not None and order.shape == hidden_states.shape[:2]:
+                vis = visual_pos_masks.to(keep.device)
+                visual_embeds = visual_embeds[keep[vis].to(visual_embeds.device)]
+                visual_pos_masks = vis.gather(1, order) & self.last_slot_valid
+            return process(hidden_states, visual_pos_masks, visual_embeds)
+
+        handle.set_attr(self.lm, "_deepstack_process", deepstack_process,
+                        f"{_name(self.lm)}._deepstack_process: adds the kept tokens' deepstack features")
 
     def _call_hooks(self, what_mm_pre: str) -> list:
         """The hooks every placement needs on the multimodal model and the decoder
@@ -512,8 +541,11 @@ class InLLMPruner:
         after RoPE, from the captured projections."""
         B, L, _ = k_raw.shape
         D = attn.head_dim
-        q = q_raw.view(B, 1, -1, D).transpose(1, 2)
-        k = k_raw.view(B, L, -1, D).transpose(1, 2)
+        q = q_raw.view(B, 1, -1, D)
+        k = k_raw.view(B, L, -1, D)
+        if getattr(attn, "q_norm", None) is not None:  # Qwen3: RMSNorm per head before RoPE
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         cos, sin = cos_sin
         q, _ = self.rotary(q, q, cos[:, -1:], sin[:, -1:])
         _, k = self.rotary(k, k, cos, sin)

@@ -72,6 +72,7 @@ class PreLLMPruner(InLLMPruner):
         handle.note(layers[0], f"[vlmkern] {self.method!r}: prunes video tokens entering this layer; "
                                "every layer caches only the kept tokens")
         handle.pruner = self
+        self._install_deepstack(handle)
 
     # -- hooks ----------------------------------------------------------------
     def _mm_pre(self, module, args, kwargs):
@@ -116,19 +117,21 @@ class PreLLMPruner(InLLMPruner):
         keep = ~video
         self.last_scores = None
         for (T, N), spans in self._video_spans(video).items():
-            feats = torch.stack([hs[b, s:s + T * N].reshape(T, N, -1) for b, s, _ in spans])
+            feats = torch.stack([hs[b, idx].reshape(T, N, -1) for b, idx, _ in spans])
             kept = self.method.select(feats)  # [V, T * N]
-            for (b, s, tail), k in zip(spans, kept):
-                keep[b, s:s + T * N] = k
-                keep[b, s + T * N:s + T * N + tail] = True  # not frame tokens
+            for (b, idx, tail), k in zip(spans, kept):
+                keep[b, idx] = k
+                keep[b, tail] = True  # not frame tokens
         return keep
 
     def _video_spans(self, video: torch.Tensor) -> dict:
-        """``{(T, N): [(sample, start, tail), ...]}``: each video's placeholder
-        run in ``input_ids``, matched in order (sample-major) with the videos the
-        layout argument describes, grouped by shape so that same-shape videos are
-        scored in one call (``tail``: the run's trailing non-frame tokens)."""
-        key = self.layout.key
+        """``{(T, N): [(sample, frame_idx, tail_idx), ...]}``: where each video's
+        ``T * N`` frame tokens (frame-major, raster order within a frame) and
+        its trailing non-frame tokens are in the sequence, from the placeholder
+        runs in ``input_ids`` matched in order (sample-major) with the videos
+        the layout argument describes; grouped by shape so that same-shape
+        videos are scored in one call."""
+        key, per_frame = self.layout.key, self.layout.frame_runs
         grid = self._grid if self._grid is not None else self._encoded_grid
         self._encoded_grid = None  # consumed by this prefill
         if grid is None:
@@ -140,15 +143,29 @@ class PreLLMPruner(InLLMPruner):
                            append=torch.zeros_like(v[:, :1]))
         starts = (edges == 1).nonzero().tolist()  # sample-major, ascending
         ends = (edges == -1).nonzero().tolist()
-        if len(starts) != len(shapes):
-            raise ValueError(f"vlmkern: {self.method.name}: input_ids hold {len(starts)} runs of video "
-                             f"tokens but {key} describes {len(shapes)} videos")
+        runs = [(b, s, e) for (b, s), (_, e) in zip(starts, ends)]
+        want = sum(T if per_frame else 1 for T, _, _ in shapes)
+        if len(runs) != want:
+            what = f"{want} frames of {len(shapes)} videos" if per_frame else f"{len(shapes)} videos"
+            raise ValueError(f"vlmkern: {self.method.name}: input_ids hold {len(runs)} runs of video "
+                             f"tokens but {key} describes {what}")
         out: dict = {}
-        for (b, s), (_, e), (T, N, tail) in zip(starts, ends, shapes):
-            if e - s != T * N + tail:
-                extra = f" + {tail}" if tail else ""
-                raise ValueError(
-                    f"vlmkern: {self.method.name}: a video of {T} frames x {N} tokens has "
-                    f"{e - s} placeholder tokens in sample {b}, expected {T * N}{extra}")
-            out.setdefault((T, N), []).append((b, s, tail))
+        i = 0
+        for T, N, tail in shapes:
+            group = runs[i:i + (T if per_frame else 1)]
+            i += len(group)
+            b = group[0][0]
+            length = N if per_frame else T * N + tail
+            for rb, s, e in group:
+                if rb != b:
+                    raise ValueError(f"vlmkern: {self.method.name}: the frames of one video are split "
+                                     f"between samples {b} and {rb}")
+                if e - s != length:
+                    extra = f" + {tail}" if tail else ""
+                    shape = f"frame of {N} tokens" if per_frame else f"video of {T} frames x {N} tokens"
+                    raise ValueError(
+                        f"vlmkern: {self.method.name}: a {shape} has {e - s} placeholder tokens in "
+                        f"sample {b}, expected {length - tail}{extra}")
+            idx = torch.cat([torch.arange(s, e, device=video.device) for _, s, e in group])
+            out.setdefault((T, N), []).append((b, idx[:T * N], idx[T * N:]))
         return out
