@@ -203,7 +203,7 @@ def test_bad_input_names_what_is_wrong():
         vlmkern.apply(model, "evs", positions="contiguous")
     with pytest.raises(ValueError, match="positions='renumber' applies to video methods that prune before"):
         vlmkern.apply(model, "fastv", positions="renumber")
-    with pytest.raises(ValueError, match="pixel_dedup skips repeated temporal patch groups.*llava_onevision is not supported"):
+    with pytest.raises(ValueError, match="pixel_dedup skips repeated temporal patch groups.*llava_onevision encodes its frames another way"):
         vlmkern.apply(model, [PixelDedup(0.0), EVS(0.5)])
     assert "_vlmkern_patch" not in model.__dict__
     # (the model itself refuses a placeholder count that does not match its

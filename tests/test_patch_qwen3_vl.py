@@ -188,11 +188,23 @@ def test_fastv_scores_are_the_normalised_attention_and_deepstack_follows(K):
     _close(got, want)
 
 
-def test_pixel_dedup_is_refused_with_a_clear_error():
-    model, _ = tiny_qwen3_video("sdpa")
-    with pytest.raises(ValueError, match="pixel_dedup .*wired for Qwen2-VL and Qwen2.5-VL only; qwen3_vl"):
-        vlmkern.apply(model, [PixelDedup(0.0), EVS(0.5)])
-    assert "_vlmkern_patch" not in model.__dict__
+def test_pixel_dedup_then_evs_equals_evs_on_exact_repeats():
+    """Frames 1 and 2 repeat frame 0 exactly: pixel_dedup encodes 2 of 4 groups,
+    and the composition keeps the same tokens and logits as EVS alone."""
+    model, inputs = tiny_qwen3_video("sdpa", samples=((3, (4, 4, 4), 5),), image_first=True, seed=6)
+    pv = inputs["pixel_values_videos"]
+    pv[16:32] = pv[0:16]
+    pv[32:48] = pv[0:16]
+    with vlmkern.apply(model, EVS(0.5)) as patch:
+        with torch.no_grad():
+            alone = model(**inputs).logits
+        keep = patch.pruner.last_keep_mask.clone()
+    with vlmkern.apply(model, [PixelDedup(0.0), EVS(0.5)]) as patch:
+        with torch.no_grad():
+            both = model(**inputs).logits
+        assert patch.dedup.last_encoded == 2 and patch.dedup.last_groups == 4
+        assert torch.equal(patch.pruner.last_keep_mask, keep)
+    torch.testing.assert_close(both, alone, atol=1e-5 * float(alone.abs().max()), rtol=0)
 
 
 def test_identical_frames_keep_frame_zero_then_the_earliest_tokens():

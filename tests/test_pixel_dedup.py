@@ -4,13 +4,15 @@ exact repeats give the unpatched logits while the encoder runs on fewer groups."
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
 import vlmkern
 from vlmkern import ops, reference
 from vlmkern.methods import EVS, PixelDedup
-from models import QWEN_VIDEO, tiny_llava, tiny_qwen_video
+from models import QWEN_VIDEO, tiny_llava, tiny_qwen3_video, tiny_qwen_video
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
@@ -100,8 +102,8 @@ def test_opcheck():
 def _repeating(family, impl="sdpa", seed=0):
     """Two videos whose temporal groups repeat: video 0 groups 1, 2 = group 0;
     video 1 group 3 = group 2 (7 of 10 groups need the encoder)."""
-    model, inputs = tiny_qwen_video(family, impl, samples=((3, (4, 4, 4), 5), (1, (6, 4, 6), 2)),
-                                    image_first=True, seed=seed)
+    build = tiny_qwen3_video if family == "qwen3_vl" else functools.partial(tiny_qwen_video, family)
+    model, inputs = build(impl, samples=((3, (4, 4, 4), 5), (1, (6, 4, 6), 2)), image_first=True, seed=seed)
     pv = inputs["pixel_values_videos"]
     pv[16:32] = pv[0:16]
     pv[32:48] = pv[0:16]
@@ -118,8 +120,10 @@ def _encoder_rows(model):
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_exact_repeats_skip_the_encoder_and_keep_the_logits(family, impl):
+    """(Qwen3-VL: its deepstack features are expanded like the tokens, and every
+    frame is its own run behind a timestamp.)"""
     model, inputs = _repeating(family, impl)
     seen, hook = _encoder_rows(model)
     with torch.no_grad():

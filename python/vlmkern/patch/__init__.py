@@ -51,7 +51,7 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
             LLaVA-OneVision, LLaVA-NeXT-Video):
             ``rate=0.75``, the fraction of each video's tokens pruned before the
             first decoder layer (see ``vlmkern.methods.EVS``). ``"pixel_dedup"``
-            (videos; Qwen2-VL, Qwen2.5-VL): ``tol=0.0``, the vision encoder skips
+            (videos; Qwen2-VL, Qwen2.5-VL, Qwen3-VL): ``tol=0.0``, the vision encoder skips
             temporal patch groups repeating the last kept one within ``tol``
             (mean absolute difference of normalised pixels) and reuses its
             output (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
@@ -90,8 +90,8 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
     Raises:
         ValueError: unsupported family, unknown method or option, an option out
             of range (``layer``, ``keep_ratio``, ``rate``), a video method on a
-            family without video support, ``pixel_dedup`` on a family other
-            than Qwen2-VL / Qwen2.5-VL.
+            family without video support, ``pixel_dedup`` outside the Qwen-VL
+            families.
         NotImplementedError: an attention implementation other than eager/sdpa.
         RuntimeError: the model is already patched (revert that patch first).
     """
@@ -115,8 +115,8 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
     if vit is not None and parts.video_grid_key is None:
         raise ValueError(
             f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder "
-            f"and is wired for Qwen2-VL and Qwen2.5-VL only; {model_type} is not supported yet (its "
-            "encoder encodes frames another way, or returns features the wrapper does not expand)")
+            f"and is wired for the Qwen-VL families only (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); {model_type} "
+            "encodes its frames another way and is not supported yet")
     renumber = _renumber(positions, m, parts, model_type)
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:

@@ -7,7 +7,8 @@ grid with ``t`` reduced to its kept count: Qwen-VL vision towers attend within
 a temporal group, so a group's output does not depend on the other groups),
 and expands the merged output back to every group, a repeat receiving a copy of
 its anchor's tokens. ``pooler_output`` (what the model merges into the
-sequence) has the unpatched shape; ``last_hidden_state`` (the tower's
+sequence) has the unpatched shape, and so do Qwen3-VL's ``deepstack_features``
+(expanded the same way); ``last_hidden_state`` (the tower's
 pre-merger states, in its internal window order) is set to None rather than
 returned for the kept groups only.
 """
@@ -82,7 +83,13 @@ class PreViTDedup:
         group_of_token = torch.repeat_interleave(torch.arange(G, device=grid.device), tokens)
         offset_in_group = torch.arange(int(tokens.sum()), device=grid.device) - \
             torch.repeat_interleave(torch.cumsum(tokens, 0) - tokens, tokens)
-        full = merged[(start[group_of_token] + offset_in_group).to(merged.device)]
-        out.pooler_output = torch.split(full, (t * h * w // m2).tolist())
+        index = start[group_of_token] + offset_in_group
+        sizes = (t * h * w // m2).tolist()
+        out.pooler_output = torch.split(merged[index.to(merged.device)], sizes)
+        deep = getattr(out, "deepstack_features", None)
+        if deep is not None:  # Qwen3-VL: one per-token feature list per deepstack level, expanded alike
+            out.deepstack_features = [
+                torch.split(f[index.to(f.device)], sizes)
+                for f in (torch.cat(x) if isinstance(x, (tuple, list)) else x for x in deep)]
         out.last_hidden_state = None
         return out

@@ -17,9 +17,10 @@ Qwen2.5-VL that the pruners handle:
 - attention normalises queries and keys per head (``q_norm``, ``k_norm``)
   before RoPE, which FastV's scoring applies too.
 
-``pixel_dedup`` is not wired for this family yet (its encoder output also
-carries the deepstack features, which the deduplicating wrapper would have to
-expand as well).
+``pixel_dedup`` works as on Qwen2.5-VL: the vision tower attends within each
+temporal patch group (its position embeddings depend on ``h, w`` only), so a
+repeated group's tokens and deepstack features are its anchor's; the prompt,
+its timestamps and the grid stay as they are.
 """
 
 from __future__ import annotations
@@ -47,4 +48,4 @@ def parts(model) -> Parts:
     return Parts(mm_model=mm_model, lm=lm, image_token_id=model.config.image_token_id,
                  rotary=modeling_qwen3_vl.apply_rotary_pos_emb, video_token_id=model.config.video_token_id,
                  video_layout=VideoLayout("video_grid_thw", 1, shapes, frame_runs=True),
-                 spatial_merge=m, mrope=True)
+                 video_grid_key="video_grid_thw", spatial_merge=m, mrope=True)
