@@ -23,7 +23,7 @@ from test_patch_evs import dycoke_keep_eager, evs_keep_eager
 from test_patch_vidcom2 import vidcom2_keep_eager
 
 IMPLS = ["eager", "sdpa"]
-RAGGED = ((3, (4, 4, 4), 5), (1, (4, 4, 6), 2))
+RAGGED = ((3, (4, 4, 4), 5), (1, (6, 4, 6), 2))  # different frame counts and frame sizes
 METHODS = {"evs": (EVS(rate=0.75), lambda f: evs_keep_eager(f, 0.75)),
            "dycoke": (DyCoke(rho=0.7), lambda f: dycoke_keep_eager(f, 0.7)),
            "vidcom2": (VidCom2(keep_ratio=0.25), lambda f: vidcom2_keep_eager(f, 0.25))}

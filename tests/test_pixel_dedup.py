@@ -178,3 +178,44 @@ def test_bad_compositions_and_families():
     with pytest.raises(ValueError, match="pixel_dedup acts on videos and llava has no video support"):
         vlmkern.apply(llava, "pixel_dedup")
     assert "_vlmkern_patch" not in model.__dict__
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_drop_mode_drops_the_repeated_groups_tokens(family):
+    """PixelDedup(drop=True): the encoder skips the repeats (as without drop)
+    and their tokens leave the sequence before layer 0; the rest keep their
+    original positions (Qwen3-VL: the repeats' timestamps stay). Reference:
+    the unpatched language model on the embeddings without the tokens of the
+    groups built as repeats (video 0: groups 1, 2)."""
+    from test_patch_evs import Reference
+
+    build = tiny_qwen3_video if family == "qwen3_vl" else functools.partial(tiny_qwen_video, family)
+    model, inputs = build("sdpa", samples=((3, (4, 4, 4), 5),), image_first=True, seed=3)
+    pv = inputs["pixel_values_videos"]
+    pv[16:32] = pv[0:16]
+    pv[32:48] = pv[0:16]
+    built = torch.tensor([True, False, False, True]).repeat_interleave(4)  # 4 groups x 4 tokens
+    if family == "qwen3_vl":
+        from test_patch_qwen3_vl import Reference as Ref3
+        ref = Ref3(model, inputs, lambda f: built)
+    else:
+        ref = Reference(model, inputs, 0.0, method=lambda f, _: built)
+    with vlmkern.apply(model, PixelDedup(0.0, drop=True)) as patch:
+        assert repr(patch.pruner.method) == "RepeatDrop(PixelDedup(tol=0, drop=True))"
+        with torch.no_grad():
+            got = model(**inputs).logits
+            out = model.generate(**inputs, max_new_tokens=4, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True)
+        assert patch.dedup.last_encoded == 2
+        assert torch.equal(patch.pruner.last_keep_mask[0], ref.keep)
+    torch.testing.assert_close(got, ref.logits, atol=2e-5 * float(ref.logits.abs().max()), rtol=0)
+    torch.testing.assert_close(out.logits[0], got[:, -1], atol=1e-5 * float(got.abs().max()), rtol=0)
+
+
+def test_drop_mode_arguments_and_composition():
+    model, _ = tiny_qwen_video("qwen2_5_vl")
+    with pytest.raises(ValueError, match="drop must be True or False"):
+        PixelDedup(0.0, drop=1)
+    with pytest.raises(ValueError, match=r"PixelDedup\(tol=0, drop=True\) drops the repeats itself"):
+        vlmkern.apply(model, [PixelDedup(0.0, drop=True), EVS(0.5)])
+    assert "_vlmkern_patch" not in model.__dict__

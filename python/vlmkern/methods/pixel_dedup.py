@@ -17,17 +17,22 @@ frames).
   the encoder on fewer groups at once. The number of encoded groups depends on
   the data (a threshold rule).
 
-Not done: dropping repeated groups from the sequence (it would shrink the grid,
-the M-RoPE positions and, for Qwen3-VL, the timestamp text); compose with a
-video method (``vlmkern.apply(model, [PixelDedup(tol), EVS(rate)])``) to drop
-the repeats' tokens instead: their features are identical to the anchor's, so
-EVS ranks them last.
+``drop=True``: the repeats' tokens are also dropped before the first decoder
+layer (a ``pre_llm`` step, :class:`RepeatDrop`), keeping every other token at
+its original position (M-RoPE triples; Qwen3-VL's timestamp text stays, so the
+prompt and the positions remain consistent). How many tokens remain then
+depends on the data. To combine deduplication with a video method, keep
+``drop=False`` and compose (``vlmkern.apply(model, [PixelDedup(tol),
+EVS(rate)])``): the repeats' features are identical to the anchor's, so EVS
+ranks them last.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+
+import torch
 
 
 class PixelDedup:
@@ -44,10 +49,44 @@ class PixelDedup:
     placement = "pre_vit"
     modality = "video"
 
-    def __init__(self, tol: float = 0.0):
+    def __init__(self, tol: float = 0.0, drop: bool = False):
         if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (math.isfinite(tol) and tol >= 0):
             raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+        if not isinstance(drop, bool):
+            raise ValueError(f"drop must be True or False, got {drop!r}")
         self.tol = float(tol)
+        self.drop = drop
 
     def __repr__(self) -> str:
-        return f"PixelDedup(tol={self.tol:g})"
+        return f"PixelDedup(tol={self.tol:g}{', drop=True' if self.drop else ''})"
+
+
+class RepeatDrop:
+    """The ``pre_llm`` half of ``PixelDedup(drop=True)``: per video, drop the
+    frames whose tokens are bit-for-bit those of the last kept frame (which is
+    what the deduplicated encoder gives a repeated group: a copy of its
+    anchor's output). Frame 0 is always kept; the other tokens keep their
+    positions. Installed by ``vlmkern.apply``, not constructed by users."""
+
+    name = "pixel_dedup"
+    placement = "pre_llm"
+    layer = 0
+    modality = "video"
+
+    def __init__(self, dedup: PixelDedup):
+        self.dedup = dedup
+
+    def __repr__(self) -> str:
+        return f"RepeatDrop({self.dedup!r})"
+
+    def select(self, features: torch.Tensor) -> torch.Tensor:
+        """``features [V, T, N, D]`` -> bool ``[V, T * N]``: false on the
+        tokens of repeated frames."""
+        V, T, N, _ = features.shape
+        keep = torch.ones((V, T), dtype=torch.bool, device=features.device)
+        anchor = features[:, 0]
+        for t in range(1, T):
+            repeat = (features[:, t] == anchor).flatten(1).all(1)
+            keep[:, t] = ~repeat
+            anchor = torch.where(repeat.view(V, 1, 1), anchor, features[:, t])
+        return keep.repeat_interleave(N, dim=1)

@@ -54,7 +54,8 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
             (videos; Qwen2-VL, Qwen2.5-VL, Qwen3-VL): ``tol=0.0``, the vision encoder skips
             temporal patch groups repeating the last kept one within ``tol``
             (mean absolute difference of normalised pixels) and reuses its
-            output (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
+            output; ``drop=True`` also drops the repeats' tokens before the
+            first decoder layer (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
             the video families): ``rho=0.7``, stage 1 of DyCoke (see
             ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; the
             video families): ``keep_ratio=0.25``, the fraction of each video's
@@ -117,6 +118,14 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
             f"vlmkern.apply: {vit.name} skips repeated temporal patch groups inside the vision encoder "
             f"and is wired for the Qwen-VL families only (Qwen2-VL, Qwen2.5-VL, Qwen3-VL); {model_type} "
             "encodes its frames another way and is not supported yet")
+    if vit is not None and vit.drop:
+        if m is not None:
+            raise ValueError(f"method: {vit!r} drops the repeats itself and does not compose with {m!r}; "
+                             "use PixelDedup(tol) without drop=True there (the method then ranks the "
+                             "repeats' identical tokens last)")
+        from vlmkern.methods.pixel_dedup import RepeatDrop
+
+        m = RepeatDrop(vit)
     renumber = _renumber(positions, m, parts, model_type)
     impl = getattr(parts.lm.config, "_attn_implementation", None)
     if impl not in _ATTN_IMPLEMENTATIONS:
