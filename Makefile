@@ -49,7 +49,7 @@ stress: install
 # op tests run against it (the sanitizer runtimes preloaded into Python).
 SAN := build/sanitize
 SAN_TESTS := tests/test_attention_mass.py tests/test_topk_indices.py tests/test_gather_kept.py tests/test_frame_similarity.py \
-             tests/test_dpc_knn.py \
+             tests/test_dpc_knn.py tests/test_temporal_select.py \
              tests/test_w4a8_ops.py tests/test_bad_inputs.py tests/test_randomized.py tests/test_w4a8_model.py
 sanitize: venv
 	VLMKERN_SANITIZE=ON VLMKERN_CUDA=OFF $(PIP) install --no-build-isolation --no-deps -q --upgrade \

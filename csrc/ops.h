@@ -20,6 +20,13 @@ at::Tensor topk_indices_cpu(const at::Tensor& scores, const at::Tensor& keep, in
 // [B, T, N] float32 cosine to each frame's reference frame; see ops/frame_similarity.py.
 at::Tensor frame_similarity_cpu(const at::Tensor& x, const at::Tensor& ref, double eps);
 
+// (kept flat indices [B, K], their (t, h, w) [B, K, 3], features [B, K, D] or [0]);
+// see ops/temporal_select.py.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_select_cpu(const at::Tensor& x, at::IntArrayRef ref,
+                                                                   c10::string_view mode, int64_t keep,
+                                                                   int64_t H, int64_t W, double eps,
+                                                                   bool features);
+
 // int64 [sum t]: the temporal group each group's encoder output comes from; see
 // ops/pixel_dedup.py.
 at::Tensor pixel_dedup_cpu(const at::Tensor& pixels, const at::Tensor& grid, double tol);
@@ -48,6 +55,10 @@ at::Tensor attention_mass_cuda(const at::Tensor& q, const at::Tensor& k, int64_t
                                const std::optional<at::Tensor>& key_padding_mask,
                                const std::optional<at::Tensor>& query_weights);
 at::Tensor frame_similarity_cuda(const at::Tensor& x, const at::Tensor& ref, double eps);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> temporal_select_cuda(const at::Tensor& x, at::IntArrayRef ref,
+                                                                    c10::string_view mode, int64_t keep,
+                                                                    int64_t H, int64_t W, double eps,
+                                                                    bool features);
 std::tuple<at::Tensor, at::Tensor> dpc_knn_cuda(const at::Tensor& x, int64_t k, int64_t m);
 at::Tensor pixel_dedup_cuda(const at::Tensor& pixels, const at::Tensor& grid, double tol);
 at::Tensor topk_indices_cuda(const at::Tensor& scores, const at::Tensor& keep, int64_t k_max);

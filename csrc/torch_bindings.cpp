@@ -21,6 +21,9 @@ TORCH_LIBRARY(vlmkern, m) {
       "Tensor? key_padding_mask=None, Tensor? query_weights=None) -> Tensor");
   m.def("topk_indices(Tensor scores, Tensor keep, SymInt k_max) -> Tensor");
   m.def("frame_similarity(Tensor x, Tensor ref, float eps) -> Tensor");
+  m.def(
+      "temporal_select(Tensor x, int[] ref, str mode, int keep, int H, int W, float eps, "
+      "bool features=True) -> (Tensor, Tensor, Tensor)");
   m.def("dpc_knn(Tensor x, int k, int m) -> (Tensor, Tensor)");
   m.def("pixel_dedup(Tensor pixel_values, Tensor grid, float tol) -> Tensor");
   m.def("quantize_per_token_int8(Tensor x, int group_size) -> (Tensor, Tensor, Tensor)");

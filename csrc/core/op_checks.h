@@ -114,6 +114,45 @@ inline void check_frame_similarity_args(const at::Tensor& x, const at::Tensor& r
   }
 }
 
+// ---- temporal_select ------------------------------------------------------------
+
+struct TemporalSelectShape {
+  bool global;  // mode "global" (else "per_frame")
+  int64_t K;    // kept tokens per video
+};
+
+// x [B, T, N, D] floating; ref: T values, ref[t] in [-1, t); mode "global" or
+// "per_frame"; H * W == N; keep in [0, T * N] (global) or [0, N] (per frame);
+// eps finite > 0. Every check is on the host (ref is an int list): no sync.
+inline TemporalSelectShape check_temporal_select_args(const at::Tensor& x, at::IntArrayRef ref,
+                                                      const std::string& mode, int64_t keep, int64_t H,
+                                                      int64_t W, double eps) {
+  VLMKERN_CHECK_DIM(x, "x", 4, "[B, T, N, D]");
+  VLMKERN_CHECK_FLOATING(x, "x");
+  TORCH_CHECK(mode == "global" || mode == "per_frame",
+              "mode: expected 'global' or 'per_frame', got '", mode, "'");
+  TORCH_CHECK(std::isfinite(eps) && eps > 0, "eps: expected a finite value > 0, got ", eps);
+  const int64_t T = x.size(1), N = x.size(2);
+  TORCH_CHECK(H >= 0 && W >= 0 && H * W == N, "H, W: expected the frame grid of the N=", N,
+              " tokens per frame (H * W == N), got H=", H, ", W=", W);
+  TORCH_CHECK(T * N < (int64_t(1) << 31), "x: T * N must be < 2^31, got ", describe(x));
+  TORCH_CHECK(int64_t(ref.size()) == T, "ref: expected T=", T, " entries (one per frame), got ",
+              ref.size());
+  for (int64_t t = 0; t < T; ++t)
+    TORCH_CHECK(ref[t] >= -1 && ref[t] < t, "ref: expected -1 (no reference) or an earlier frame in "
+                "[0, t) for every frame t, got ref[", t, "]=", ref[t]);
+  const bool global = mode == "global";
+  const int64_t hi = global ? T * N : N;
+  TORCH_CHECK(keep >= 0 && keep <= hi, "keep: expected 0 <= keep <= ", global ? "T * N=" : "N=", hi,
+              " in mode '", mode, "', got ", keep);
+  int64_t K = keep;
+  if (!global) {
+    K = 0;
+    for (int64_t t = 0; t < T; ++t) K += ref[t] < 0 ? N : keep;
+  }
+  return {global, K};
+}
+
 // ---- dpc_knn --------------------------------------------------------------------
 
 // x [B, n, D] floating, n >= 1, D >= 1; 1 <= k <= min(n, 64); 1 <= m <= n.

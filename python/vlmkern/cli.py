@@ -37,6 +37,8 @@ def _info(args) -> int:
         ("op attention_mass [cpu]", am_path),
         ("op topk_indices [cpu]", "scalar C++ (nth_element select + ordered scan)"),
         ("op frame_similarity [cpu]", {"scalar": "scalar C++", "avx2": "AVX2 FMA"}.get(isa, "AVX-512 FMA")),
+        ("op temporal_select [cpu]", "frame_similarity's " + {"scalar": "scalar C++", "avx2": "AVX2 FMA"}.get(
+            isa, "AVX-512 FMA") + " cosines + topk_indices' select + gather"),
         ("op w4a8_gemm [cpu]", {"scalar": "scalar C++", "avx2": "AVX2 VPMADDUBSW + VPMADDWD",
                                 "avx512_vnni": "AVX512-VNNI VPDPBUSD",
                                 "amx": "AMX-INT8 tiles (M >= 16), AVX512-VNNI below"}[_C.w4a8_cpu_path()]),
