@@ -30,6 +30,7 @@ HEADERS = {
     "frame_similarity": ["frame_similarity_launch"],
     "pixel_dedup": ["pixel_dedup_launch"],
     "dpc_knn": ["dpc_knn_launch"],
+    "temporal_select": ["temporal_select_launch"],
 }
 
 

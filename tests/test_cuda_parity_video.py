@@ -1,4 +1,4 @@
-"""CUDA video kernels (frame_similarity, pixel_dedup, dpc_knn) against the CPU kernels,
+"""CUDA video kernels (frame_similarity, temporal_select, pixel_dedup, dpc_knn) against the CPU kernels,
 where a CUDA device exists; the rules of tests/test_cuda_parity.py apply (on
 these project machines, which have no GPU, the same kernels run under the CUDA
 emulator: tests/test_cudasim.py)."""
@@ -151,6 +151,99 @@ def test_frame_similarity_empty():
     x = torch.randn(2, 3, 9, 0)
     out, _ = _compare_frame_similarity(x, torch.tensor([-1, 0, 0]))
     assert (out[:, 1:] == 0).all()
+
+
+# ---- temporal_select -------------------------------------------------------------------
+# CUDA's scores are CUDA frame_similarity's bits (the same per-warp loop and
+# math/cosine.h), so given those similarities the selection, triples and rows
+# must equal the eager reference exactly; against the CPU op (other last bits
+# of the cosines) the kept sets agree up to near-ties, and exactly where the
+# ties are exact (copied frames).
+
+def _temporal_select_both(x, ref, mode, keep, H, W, features=True):
+    from vlmkern import ops
+
+    cpu = ops.temporal_select(x, ref, mode, keep, H, W, features=features)
+    out = ops.temporal_select(x.cuda(), ref, mode, keep, H, W, features=features)
+    assert all(o.device.type == "cuda" for o in out)
+    return cpu, tuple(o.cpu() for o in out)
+
+
+def _check_temporal_select(x, ref, mode, keep, H, W):
+    from vlmkern import ops, reference
+
+    refs = list(range(-1, x.shape[1] - 1)) if ref is None else list(ref)
+    cpu, (idx, thw, feat) = _temporal_select_both(x, ref, mode, keep, H, W)
+    sim = ops.frame_similarity(x.cuda(), torch.tensor(refs, dtype=torch.int64).cuda()).cpu()
+    w_idx, w_thw, w_feat = reference.temporal_select(x, refs, mode, keep, H, W, sim=sim)
+    assert torch.equal(idx, w_idx) and torch.equal(thw, w_thw)
+    assert torch.equal(feat.view(torch.uint8), w_feat.contiguous().view(torch.uint8))
+    # against the CPU op: every kept token's fp64-free CPU score within 1e-5 of the dropped ones'
+    score = -ops.frame_similarity(x, torch.tensor(refs, dtype=torch.int64)).double()
+    B, T, N, _ = x.shape
+    for b in range(B):
+        if mode == "global":
+            s = score[b].clone()
+            s[torch.tensor(refs) < 0] = float("inf")
+            groups = [(s.reshape(-1).nan_to_num(nan=-9.0), torch.arange(T * N))]
+        else:
+            groups = [(score[b, t].nan_to_num(nan=-9.0), torch.arange(N) + t * N) for t in range(T) if refs[t] >= 0]
+        kept = set(idx[b].tolist())
+        for s, flat in groups:
+            m = torch.tensor([int(f) in kept for f in flat])
+            if m.any() and (~m).any():
+                assert s[m].min() >= s[~m].max() - 1e-5
+    return cpu, (idx, thw, feat)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,T,N,D,H,W", [(1, 1, 7, 5, 1, 7), (2, 2, 6, 33, 2, 3), (3, 5, 15, 77, 3, 5),
+                                         (2, 9, 12, 40, 4, 3), (1, 16, 196, 3584, 14, 14)])
+def test_temporal_select_sizes(dtype, B, T, N, D, H, W):
+    g = torch.Generator().manual_seed(B * 1000 + T * 100 + N + D)
+    x = torch.randn(B, T, N, D, generator=g).to(dtype)
+    for keep in sorted({0, 1, N, N + 1, (T * N) // 4, T * N}):
+        if keep <= T * N:
+            _check_temporal_select(x, None, "global", keep, H, W)
+    anchors = [-1] * T
+    for t in range(1, T, 2):
+        anchors[t] = t - 1
+    for keep in sorted({0, 1, N // 3, N}):
+        _check_temporal_select(x, anchors, "per_frame", keep, H, W)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_temporal_select_exact_ties_nan_and_strides(dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 10, 37, generator=g).to(dtype)
+    x[:, 1] = x[:, 0]
+    x[:, 2] = x[:, 1] * 2
+    x[0, 3, 4, 5] = float("nan")
+    x[1, 4, 2, 0] = float("inf")
+    for mode, ref, keep in [("global", None, 23), ("global", None, 50), ("per_frame", [-1, 0, 1, 0, 3], 3)]:
+        cpu, cuda = _check_temporal_select(x, ref, mode, keep, 2, 5)
+        for a, b in zip(cpu, cuda):  # exact ties and NaN: the same as the CPU op, bit for bit
+            assert torch.equal(a.view(torch.uint8) if a.is_floating_point() else a,
+                               b.view(torch.uint8) if b.is_floating_point() else b)
+    xt = torch.randn(2, 6, 5, 40, generator=g).to(dtype).transpose(1, 2)  # only the last dim contiguous
+    _check_temporal_select(xt, None, "global", 9, 2, 3)
+    cpu, cuda = _temporal_select_both(xt, [-1, 0, 0, 2, 2], "per_frame", 3, 2, 3, features=False)
+    assert cuda[2].shape == (0,)
+
+
+def test_temporal_select_empty_and_errors_like_the_cpu():
+    from vlmkern import ops
+
+    x = torch.randn(2, 4, 6, 8)
+    for args in [(x, None, "global", 0, 2, 3), (x[:0], None, "global", 3, 2, 3)]:
+        cpu, cuda = _temporal_select_both(*args)
+        assert all(a.shape == b.shape for a, b in zip(cpu, cuda))
+    for args, msg in [((x, [-1, 0, 2, 1], "global", 3, 2, 3), r"ref: .*ref\[2\]=2"),
+                      ((x, None, "per_frame", 9, 2, 3), r"keep: expected 0 <= keep <= N=6"),
+                      ((x, None, "global", 3, 3, 3), r"H, W")]:
+        for dev in ("cpu", "cuda"):
+            with pytest.raises(RuntimeError, match=msg):
+                ops.temporal_select(args[0].to(dev), *args[1:])
 
 
 # ---- pixel_dedup -------------------------------------------------------------------------

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cudasim"))
 import build as cudasim_build  # noqa: E402
 
-FAMILIES = ("topk_indices", "attention_mass", "w4a8", "frame_similarity", "pixel_dedup", "dpc_knn")
+FAMILIES = ("topk_indices", "attention_mass", "w4a8", "frame_similarity", "pixel_dedup", "dpc_knn",
+            "temporal_select")
 TIMEOUT = 1200
 
 
@@ -92,6 +93,7 @@ def test_kernels_lockstep_and_warp_ahead_with_and_without_ftz(harness):
     # the case counts the closing notes cite; fewer means cases were lost
     assert s["topk_indices"][0] >= 28 and s["attention_mass"][0] >= 64 and s["w4a8"][0] >= 59
     assert s["frame_similarity"][0] >= 81 and s["pixel_dedup"][0] >= 83 and s["dpc_knn"][0] >= 349
+    assert s["temporal_select"][0] >= 30
 
 
 def test_kernels_other_schedules(harness):
@@ -155,6 +157,7 @@ W4A8 = "csrc/cuda/w4a8_kernels.cuh"
 FRAME = "csrc/cuda/frame_similarity_kernels.cuh"
 PIXEL = "csrc/cuda/pixel_dedup_kernels.cuh"
 DPC = "csrc/cuda/dpc_knn_kernels.cuh"
+TSEL = "csrc/cuda/temporal_select_kernels.cuh"
 
 # (id, header, exact original text, replacement, config, harness args, expected
 #  exit status, pattern the output must contain)
@@ -230,6 +233,19 @@ MUTATIONS = [
      "release", ["--only", "dpc_knn/duplicates quarters f32"], 1,
      r"FAIL duplicates quarters f32 B2 n40 D17 distinct15 k\d+ m\d+ \[lockstep\]: item 0 alone: "
      r"rank\[\d+\]: CUDA \d+, CPU \d+"),
+    # Frames without a reference must score +inf in global mode (EVS keeps
+    # frame 0 whole); NaN would rank them last.
+    ("temporal_select global mode without frame 0's forcing", TSEL,
+     "__int_as_float(global ? 0x7f800000 : 0x7fc00000)", "__int_as_float(0x7fc00000)",
+     "release", ["--only", "temporal_select/random f32 B3 T5 N15 D77"], 1,
+     r"FAIL random f32 B3 T5 N15 D77 global keep=\d+ \[lockstep\]: score \d+: CUDA nan, CPU inf"),
+    # Frame t's kept tokens start after every earlier frame's, frame 0 included.
+    ("temporal_select per-frame offsets skip frame 0", TSEL,
+     "for (int64_t u = 0; u < t; ++u) off += ref[u] < 0 ? N : keep;",
+     "for (int64_t u = 1; u < t; ++u) off += ref[u] < 0 ? N : keep;",
+     "release", ["--only", "temporal_select/random bf16 B2 T9 N12 D40"], 1,
+     r"FAIL random bf16 B2 T9 N12 D40 per_frame keep=\d+ \[lockstep\]: video \d+ slot \d+: CUDA -?\d+, "
+     r"CPU on CUDA's scores \d+"),
 ]
 
 

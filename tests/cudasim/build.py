@@ -28,11 +28,12 @@ HERE = Path(__file__).resolve().parent
 # Translation units compiled against the emulator (the kernels' harnesses).
 EMULATED = ["cudasim.cpp", "fiber.cpp", "warp.cpp", "half.cpp", "harness_main.cpp", "selftest.cpp",
             "topk_indices_harness.cpp", "attention_mass_harness.cpp", "w4a8_harness.cpp",
-            "frame_similarity_harness.cpp", "pixel_dedup_harness.cpp", "dpc_knn_harness.cpp"]
+            "frame_similarity_harness.cpp", "pixel_dedup_harness.cpp", "dpc_knn_harness.cpp",
+            "temporal_select_harness.cpp"]
 # The CPU side: the torch-free kernels as the extension compiles them (plain C++ path).
 PLAIN = ["csrc/cpu/topk_indices_kernel.cpp", "csrc/cpu/attention_mass_kernel.cpp",
          "csrc/cpu/w4a8_kernel.cpp", "csrc/cpu/frame_similarity_kernel.cpp", "csrc/cpu/pixel_dedup_kernel.cpp",
-         "csrc/cpu/dpc_knn_kernel.cpp",
+         "csrc/cpu/dpc_knn_kernel.cpp", "csrc/cpu/temporal_select_kernel.cpp",
          "csrc/core/cpu_features.cpp",
          "tests/cudasim/cpu_plain_only.cpp"]
 # Which harness translation unit includes each kernel header (for mutants).
@@ -43,6 +44,7 @@ HARNESS_OF = {
     "csrc/cuda/frame_similarity_kernels.cuh": "frame_similarity_harness.cpp",
     "csrc/cuda/pixel_dedup_kernels.cuh": "pixel_dedup_harness.cpp",
     "csrc/cuda/dpc_knn_kernels.cuh": "dpc_knn_harness.cpp",
+    "csrc/cuda/temporal_select_kernels.cuh": "temporal_select_harness.cpp",
 }
 
 SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]

@@ -50,10 +50,13 @@ void add_w4a8_cases(Cases& out);
 void add_frame_similarity_cases(Cases& out);
 void add_pixel_dedup_cases(Cases& out);
 void add_dpc_knn_cases(Cases& out);
+void add_temporal_select_cases(Cases& out);
 // Largest |cuda - cpu| of attention_mass relative to |cpu| so far.
 double attention_mass_max_rel_error();
 // Largest |cuda - cpu| of frame_similarity (a cosine) so far.
 double frame_similarity_max_abs_error();
+// Largest |cuda - cpu| of temporal_select's scores (a negated cosine) so far.
+double temporal_select_max_abs_error();
 // How many of dpc_knn's definition checks ran (exact, separated from ties) or
 // were skipped near a tie.
 std::string dpc_knn_notes();

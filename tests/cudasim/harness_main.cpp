@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
   }
   if (o.schedules.empty()) parse_schedules("lockstep", o);
 
-  std::vector<std::pair<const char*, harness::Cases>> families(7);
+  std::vector<std::pair<const char*, harness::Cases>> families(8);
   families[0].first = "selftest";
   harness::add_selftest_cases(families[0].second);
   families[1].first = "topk_indices";
@@ -136,6 +136,8 @@ int main(int argc, char** argv) {
   harness::add_pixel_dedup_cases(families[5].second);
   families[6].first = "dpc_knn";
   harness::add_dpc_knn_cases(families[6].second);
+  families[7].first = "temporal_select";
+  harness::add_temporal_select_cases(families[7].second);
 
   int total_failures = 0;
   for (auto& [family, cases] : families) {
@@ -157,6 +159,8 @@ int main(int argc, char** argv) {
       std::printf("MAXERR attention_mass: %.3g relative\n", harness::attention_mass_max_rel_error());
     if (std::string(family) == "frame_similarity")
       std::printf("MAXERR frame_similarity: %.3g absolute\n", harness::frame_similarity_max_abs_error());
+    if (std::string(family) == "temporal_select")
+      std::printf("MAXERR temporal_select: %.3g absolute\n", harness::temporal_select_max_abs_error());
     if (std::string(family) == "dpc_knn") std::printf("NOTES dpc_knn: %s\n", harness::dpc_knn_notes().c_str());
     std::fflush(stdout);
     total_failures += failures;
