@@ -15,7 +15,8 @@ is not implemented.
 - **select**: in each compared frame, the ``ceil((1 - rho) * N)`` tokens least
   similar to the anchor (:func:`vlmkern.ops.topk_indices` per frame: ties
   toward the lower index, NaN last); tokens are dropped, not averaged. The
-  count depends on the shapes only (``retained_tokens``).
+  count depends on the shapes only (``retained_tokens``). Scoring and selection
+  run as one call of :func:`vlmkern.ops.temporal_select` (per_frame mode).
 
 A "frame" is a temporal step of the language model's token grid (a Qwen-VL
 temporal patch). DyCoke's pairs-then-windows order matters only through which
@@ -30,7 +31,7 @@ import numbers
 
 import torch
 
-from vlmkern.ops import frame_similarity, topk_indices
+from vlmkern.ops import temporal_select
 
 
 def dycoke_anchors(T: int) -> list[int]:
@@ -90,10 +91,8 @@ class DyCoke:
             bool ``[V, T * N]``: true at the kept tokens.
         """
         V, T, N, _ = features.shape
-        ref = torch.tensor(dycoke_anchors(T), dtype=torch.int64, device=features.device)
-        score = -frame_similarity(features, ref)  # [V, T, N], NaN in frames without an anchor
-        keep = torch.where(ref >= 0, self.frame_keep(N), N).repeat(V)  # per (video, frame) row
-        kept = topk_indices(score.view(V * T, N), keep, N)  # rows without an anchor keep all N
-        mask = torch.zeros((V * T, N + 1), dtype=torch.bool, device=features.device)
-        mask.scatter_(1, torch.where(kept >= 0, kept, N), True)
-        return mask[:, :N].reshape(V, T * N)
+        # One fused call (per_frame mode): frames without an anchor kept whole.
+        kept, _, _ = temporal_select(features, dycoke_anchors(T), "per_frame", self.frame_keep(N), 1, N,
+                                     features=False)
+        mask = torch.zeros((V, T * N), dtype=torch.bool, device=features.device)
+        return mask.scatter_(1, kept, True)

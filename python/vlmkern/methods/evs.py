@@ -14,8 +14,10 @@ select x placement.
   dissimilarity (descending; ties toward the earlier token in raster order, as
   vLLM's stable sort; NaN last) keeps ``retained_tokens(T, H, W) = max(N,
   floor(T * N * (1 - rate)))`` of them, in their original order
-  (:func:`vlmkern.ops.topk_indices`). Frame 0 is always kept whole. The count
-  depends on the shapes only. ``rate = 0`` keeps everything.
+  (:func:`vlmkern.ops.topk_indices`' order). Frame 0 is always kept whole. The
+  count depends on the shapes only. ``rate = 0`` keeps everything. Scoring and
+  selection run as one call of :func:`vlmkern.ops.temporal_select` (global
+  mode), whose cosines are frame_similarity's bits.
 
 Implementation note: the ranking uses ``-cos`` rather than ``1 - cos`` in
 float32. Both order tokens the same way as the exact dissimilarity, but
@@ -30,7 +32,7 @@ import numbers
 
 import torch
 
-from vlmkern.ops import frame_similarity, topk_indices
+from vlmkern.ops import temporal_select
 
 
 def check_rate(rate) -> float:
@@ -87,8 +89,8 @@ class EVS:
         keep = self.retained_tokens(T, 1, N)
         if keep >= T * N:
             return torch.ones((V, T * N), dtype=torch.bool, device=features.device)
-        score = -frame_similarity(features)  # [V, T, N]; NaN at frame 0
-        score[:, 0] = float("inf")
-        kept = topk_indices(score.view(V, T * N), keep)
+        # One fused call: frame_similarity's cosines, frame 0 forced (+inf),
+        # topk_indices' ranking; the rows themselves are not compacted here.
+        kept, _, _ = temporal_select(features, None, "global", keep, 1, N, features=False)
         mask = torch.zeros((V, T * N), dtype=torch.bool, device=features.device)
         return mask.scatter_(1, kept, True)
