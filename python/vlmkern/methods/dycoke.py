@@ -1,7 +1,7 @@
 """DyCoke (Tao et al., CVPR 2025, "DyCoke: Dynamic Compression of Tokens for
 Fast Video Large Language Models"), stage 1: temporal token merging (TTM), as
-score x select x placement. Stage 2 (dynamic KV-cache pruning while decoding)
-is not implemented.
+score x select x placement; stage 2 (dynamic KV-cache pruning while decoding)
+with ``kv_layer=K`` (:mod:`vlmkern.patch.kv_prune`).
 
 - **placement** ``pre_llm`` (as EVS): the video tokens entering decoder layer 0
   lose the dropped tokens at prefill; kept tokens keep their original
@@ -51,6 +51,14 @@ class DyCoke:
     Args:
         rho: the merge rate: the fraction of each compared frame's tokens
             dropped, in ``[0, 1)`` (the paper's default 0.7).
+        kv_layer: None (stage 1 only, the default) or ``K`` for stage 2:
+            while decoding, layers ``>= K`` read only the ``kv_keep`` most
+            attended video entries (the paper's ``K = 3``, 0.3), re-selected
+            when the attention's cosine to the previous step falls below
+            ``kv_threshold`` (0.9); see :mod:`vlmkern.patch.kv_prune`.
+            Off by default: it makes each decode step depend on the steps
+            before it, so ``generate`` no longer equals recomputing without a
+            cache.
     """
 
     name = "dycoke"
@@ -58,14 +66,30 @@ class DyCoke:
     layer = 0
     modality = "video"
 
-    def __init__(self, rho: float = 0.7):
+    def __init__(self, rho: float = 0.7, kv_layer: int | None = None, kv_keep: float = 0.3,
+                 kv_threshold: float = 0.9):
         if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not 0.0 <= float(rho) < 1.0:
             raise ValueError(f"rho must be in [0, 1) (the fraction of a compared frame's tokens dropped), "
                              f"got {rho!r}")
+        if kv_layer is not None and (isinstance(kv_layer, bool) or not isinstance(kv_layer, numbers.Integral)
+                                     or kv_layer < 1):
+            raise ValueError(f"kv_layer must be None (stage 1 only) or an int >= 1 (the paper's 3), "
+                             f"got {kv_layer!r}")
+        if isinstance(kv_keep, bool) or not isinstance(kv_keep, numbers.Real) or not 0.0 < float(kv_keep) <= 1.0:
+            raise ValueError(f"kv_keep must be in (0, 1] (the fraction of video entries decoding reads), "
+                             f"got {kv_keep!r}")
+        if isinstance(kv_threshold, bool) or not isinstance(kv_threshold, numbers.Real) \
+                or not -1.0 <= float(kv_threshold) <= 1.0:
+            raise ValueError(f"kv_threshold must be a cosine in [-1, 1], got {kv_threshold!r}")
         self.rho = float(rho)
+        self.kv_layer = None if kv_layer is None else int(kv_layer)
+        self.kv_keep, self.kv_threshold = float(kv_keep), float(kv_threshold)
 
     def __repr__(self) -> str:
-        return f"DyCoke(rho={self.rho:g})"
+        if self.kv_layer is None:
+            return f"DyCoke(rho={self.rho:g})"
+        return (f"DyCoke(rho={self.rho:g}, kv_layer={self.kv_layer}, kv_keep={self.kv_keep:g}, "
+                f"kv_threshold={self.kv_threshold:g})")
 
     def frame_keep(self, N: int) -> int:
         """Tokens a compared frame of ``N`` tokens keeps: ``ceil((1 - rho) * N)``."""

@@ -56,11 +56,19 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
             (mean absolute difference of normalised pixels) and reuses its
             output; ``drop=True`` also drops the repeats' tokens before the
             first decoder layer (see ``vlmkern.methods.PixelDedup``). ``"dycoke"`` (videos;
-            the video families): ``rho=0.7``, stage 1 of DyCoke (see
-            ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; the
+            the video families): ``rho=0.7``, stage 1 of DyCoke, and with
+            ``kv_layer=3`` (``kv_keep=0.3``, ``kv_threshold=0.9``) stage 2,
+            decode-time pruning of the video entries of layers ``>= kv_layer``
+            (see ``vlmkern.methods.DyCoke``). ``"vidcom2"`` (videos; the
             video families): ``keep_ratio=0.25``, the fraction of each video's
             tokens kept before the first decoder layer, budgeted per frame by
-            its distinctiveness (see ``vlmkern.methods.VidCom2``).
+            its distinctiveness (see ``vlmkern.methods.VidCom2``). ``"fastvid"``
+            (videos; the video families): ``retain_ratio=0.1`` (of each frame's
+            tokens, ``max(1, int(N * retain_ratio))`` kept), ``c=8``, ``tau=0.9``,
+            ``d=0.4``, ``p=4``, ``k=4``, ``alpha=0.6``: segments from the frames'
+            mean tokens, salient tokens kept, context tokens merged into
+            density-peak anchors, so some kept tokens get new values (see
+            ``vlmkern.methods.FastVID``).
         positions: ``"keep"`` or ``"renumber"``, how the kept tokens are
             numbered when a video method prunes before the first decoder layer.
             ``"keep"``: each kept token keeps its original position (gaps where
@@ -90,7 +98,7 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
 
     Raises:
         ValueError: unsupported family, unknown method or option, an option out
-            of range (``layer``, ``keep_ratio``, ``rate``), a video method on a
+            of range (``layer``, ``keep_ratio``, ``rate``, ``retain_ratio``, ...), a video method on a
             family without video support, ``pixel_dedup`` outside the Qwen-VL
             families.
         NotImplementedError: an attention implementation other than eager/sdpa.
@@ -158,6 +166,10 @@ def apply(model, method="fastv", *, positions: str | None = None, quant: str | N
                                       layout=parts.video_layout)
                 pruner.renumber = renumber
                 pruner.install(handle)
+                if getattr(m, "kv_layer", None) is not None:  # DyCoke stage 2
+                    from vlmkern.patch.kv_prune import KVStagePruner
+
+                    KVStagePruner(pruner, m.kv_layer, m.kv_keep, m.kv_threshold).install(handle)
             else:
                 # in-LLM methods prune every visual token: images, and video frames
                 ids = tuple(i for i in (parts.image_token_id, parts.video_token_id) if i is not None)
@@ -182,7 +194,7 @@ def _renumber(positions, m, parts, model_type: str) -> bool:
                              "triples, which are kept; use positions='keep' (the default there)")
         if not pre_llm:
             raise ValueError("positions='renumber' applies to video methods that prune before the first "
-                             f"decoder layer (evs, dycoke, vidcom2), got {m!r}")
+                             f"decoder layer (evs, dycoke, vidcom2, fastvid), got {m!r}")
     if positions is None:
         return pre_llm and not parts.mrope
     return positions == "renumber"
@@ -233,11 +245,15 @@ def _one_method(method, options: dict, parts):
                     f"layer must be in [1, {len(parts.lm.layers) - 1}], got 0: the input of layer K is "
                     "scored from layer K - 1's attention, and layer 0 has no layer before it")
         m = get_method(method, **options)
+    n_layers = len(parts.lm.layers)
     if m.placement == "in_llm":
-        n_layers = len(parts.lm.layers)
         if not 1 <= m.layer <= n_layers - 1:
             raise ValueError(f"layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
                              f"layers), got {m.layer}")
+    kv = getattr(m, "kv_layer", None)
+    if kv is not None and not 1 <= kv <= n_layers - 1:
+        raise ValueError(f"kv_layer must be in [1, {n_layers - 1}] (the model has {n_layers} decoder "
+                         f"layers), got {kv}")
     return m
 
 
