@@ -21,9 +21,19 @@ import torch
 
 import vlmkern
 from vlmkern.methods import DyCoke
-from models import QWEN_VIDEO, tiny_qwen_video
+from models import LV_VIDEO, QWEN_VIDEO, tiny_llava_video, tiny_qwen3_video, tiny_qwen_video
 
 RAGGED = ((3, (4, 4, 4), 5), (1, (6, 4, 6), 2))
+
+
+def build(family, impl, seed):
+    """(model, inputs, video token id) with 6 decoder layers and a ragged batch of two videos."""
+    if family.startswith("llava"):
+        model, inputs = tiny_llava_video(family, impl, samples=((3, 4, 5), (1, 4, 2)), num_layers=6, seed=seed)
+        return model, inputs, LV_VIDEO
+    if family == "qwen3_vl":
+        return (*tiny_qwen3_video(impl, samples=RAGGED, num_layers=6, seed=seed), QWEN_VIDEO)
+    return (*tiny_qwen_video(family, impl, samples=RAGGED, num_layers=6, seed=seed), QWEN_VIDEO)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,7 +65,7 @@ class MaskedReference:
         probs = out[1]  # [B, H, q, S]
         if probs.shape[2] != 1:  # the prefill: the prompt layout of layers >= K
             pr = self.patch.pruner
-            ids_video = pr.last_keep_mask & (self.ids == QWEN_VIDEO)
+            ids_video = pr.last_keep_mask & (self.ids == self.video_id)
             self.video = ids_video.gather(1, pr.last_positions) & pr.last_slot_valid
             self.prev = None
             return
@@ -100,18 +110,18 @@ def _generate(model, inputs, steps):
 
 @pytest.mark.parametrize("threshold", [-1.0, 0.9, 1.0])
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl", "qwen3_vl", "llava_onevision", "llava_next_video"])
 def test_compacted_decoding_equals_the_masked_full_cache(family, impl, threshold):
     K, keep, steps = 3, 0.3, 6
-    model, inputs = tiny_qwen_video(family, impl, samples=RAGGED, num_layers=6, seed=2)
-    twin, _ = tiny_qwen_video(family, "eager", samples=RAGGED, num_layers=6, seed=2)
+    model, inputs, video_id = build(family, impl, 2)
+    twin, _, _ = build(family, "eager", 2)
     with vlmkern.apply(model, DyCoke(0.7, kv_layer=K, kv_keep=keep, kv_threshold=threshold)) as patch:
         out = _generate(model, inputs, steps)
         kv = patch.kv_pruner
         got_visible = kv.last_visible.clone()
     with vlmkern.apply(twin, DyCoke(0.7)) as tpatch:
         ref = MaskedReference(twin, tpatch, K, keep, threshold)
-        ref.ids = inputs["input_ids"]
+        ref.ids, ref.video_id = inputs["input_ids"], video_id
         want = _generate(twin, inputs, steps)
         ref.remove()
     assert torch.equal(got_visible, ref.visible)
