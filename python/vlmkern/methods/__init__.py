@@ -8,10 +8,12 @@ import inspect
 from vlmkern.methods.dycoke import DyCoke
 from vlmkern.methods.evs import EVS
 from vlmkern.methods.fastv import FastV
+from vlmkern.methods.fastvid import FastVID
 from vlmkern.methods.pixel_dedup import PixelDedup
 from vlmkern.methods.vidcom2 import VidCom2
 
-METHODS = {"fastv": FastV, "evs": EVS, "dycoke": DyCoke, "vidcom2": VidCom2, "pixel_dedup": PixelDedup}
+METHODS = {"fastv": FastV, "evs": EVS, "dycoke": DyCoke, "vidcom2": VidCom2, "fastvid": FastVID,
+           "pixel_dedup": PixelDedup}
 
 
 def get_method(name: str, **kwargs):
@@ -28,4 +30,4 @@ def get_method(name: str, **kwargs):
     return cls(**kwargs)
 
 
-__all__ = ["DyCoke", "EVS", "FastV", "PixelDedup", "VidCom2", "METHODS", "get_method"]
+__all__ = ["DyCoke", "EVS", "FastV", "FastVID", "PixelDedup", "VidCom2", "METHODS", "get_method"]

@@ -455,6 +455,12 @@ class InLLMPruner:
         self.last_scores = scores
         return ~image_mask | self.method.select(scores, image_mask)
 
+    def _replace_kept(self, hs: torch.Tensor) -> torch.Tensor:
+        """The hidden states to compact after ``_keep_mask``: ``hs`` itself here;
+        a placement whose method merges returns a copy with the kept tokens'
+        new values."""
+        return hs
+
     def _prune(self, hs, kwargs, cache):
         st, K = self.state, self.K
         B, L, _ = hs.shape
@@ -462,6 +468,7 @@ class InLLMPruner:
         if pad is not None:
             pad = pad.to(hs.device).bool()
         keep_mask = self._keep_mask(hs, kwargs, pad)
+        hs = self._replace_kept(hs)
         # Left padding goes too once anything is pruned (otherwise a short sample's
         # padding would hold the batch at its unpruned length).
         if pad is not None and not bool(keep_mask.all()):

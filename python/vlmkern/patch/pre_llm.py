@@ -1,5 +1,6 @@
-"""Placement ``pre_llm`` for video methods (EVS): prunes the projected video
-tokens entering decoder layer 0.
+"""Placement ``pre_llm`` for video methods (EVS, DyCoke, VidCom2, FastVID):
+prunes the projected video tokens entering decoder layer 0 (and, for a method
+that merges, gives the kept ones new values).
 
 It is the in-LLM pruner of :mod:`vlmkern.patch.core` with ``K = 0`` and a
 different scorer: instead of layer ``K - 1``'s attention, each video's own
@@ -31,7 +32,12 @@ class PreLLMPruner(InLLMPruner):
 
     Args:
         method: needs ``layer == 0`` and ``select(features [V, T, N, D]) -> bool
-            [V, T * N]`` (e.g. :class:`vlmkern.methods.EVS`).
+            [V, T * N]`` (e.g. :class:`vlmkern.methods.EVS`); a method that
+            merges has ``reduce(features) -> (keep bool [V, T * N], merged [V,
+            K, D] or None)`` instead, ``merged`` holding the ``K`` kept tokens'
+            new values in their order (every video keeps ``K``), which are
+            written at the kept positions before the compaction
+            (:class:`vlmkern.methods.FastVID`).
         mm_model, lm, rotary: as for :class:`InLLMPruner`.
         video_token_id: the video placeholder id in ``input_ids``.
         layout: the family's :class:`vlmkern.patch.core.VideoLayout` (which
@@ -44,6 +50,7 @@ class PreLLMPruner(InLLMPruner):
         self.layout = layout
         self._grid = None  # the layout argument of this forward
         self._encoded_grid = None  # the layout argument of the last get_video_features call
+        self._writes = []  # a merging method's (sample, positions, rows) of this prefill
 
     def install(self, handle: PatchHandle) -> None:
         layers = self.lm.layers
@@ -116,13 +123,31 @@ class PreLLMPruner(InLLMPruner):
         video = self.state.image_mask.to(hs.device)
         keep = ~video
         self.last_scores = None
+        self._writes = []
+        reduce = getattr(self.method, "reduce", None)
         for (T, N), spans in self._video_spans(video).items():
             feats = torch.stack([hs[b, idx].reshape(T, N, -1) for b, idx, _ in spans])
-            kept = self.method.select(feats)  # [V, T * N]
-            for (b, idx, tail), k in zip(spans, kept):
+            if reduce is not None:  # a merging method: [V, T * N] and the kept rows [V, K, D] (or None)
+                kept, merged = reduce(feats)
+            else:
+                kept, merged = self.method.select(feats), None  # [V, T * N]
+            for v, ((b, idx, tail), k) in enumerate(zip(spans, kept)):
                 keep[b, idx] = k
                 keep[b, tail] = True  # not frame tokens
+                if merged is not None:
+                    self._writes.append((b, idx[k], merged[v]))
         return keep
+
+    def _replace_kept(self, hs: torch.Tensor) -> torch.Tensor:
+        """A merging method's new values at its kept positions, in a copy (the
+        hidden states entering layer 0 may be the caller's ``inputs_embeds``)."""
+        writes, self._writes = self._writes, []
+        if not writes:
+            return hs
+        hs = hs.clone()
+        for b, pos, rows in writes:
+            hs[b, pos] = rows.to(device=hs.device, dtype=hs.dtype)
+        return hs
 
     def _video_spans(self, video: torch.Tensor) -> dict:
         """``{(T, N): [(sample, frame_idx, tail_idx), ...]}``: where each video's
