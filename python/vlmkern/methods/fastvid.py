@@ -92,6 +92,12 @@ def _positive_int(name: str, value, low: int = 1) -> int:
     return int(value)
 
 
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` in fp64, L2-normalised (norm clamped at 1e-12)."""
+    x = x.double()
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 class FastVID:
     """FastVID's segmentation, selection and merge for videos.
 
@@ -160,7 +166,7 @@ class FastVID:
         for v in range(V):
             cuts = set((sim[v] < self.tau).nonzero().flatten().tolist())
             if weakest > 0:
-                # NaN (a zero frame) ranks as the weakest, as a cut
+                # a NaN similarity (NaN features) ranks as the weakest
                 key = torch.nan_to_num(sim[v], nan=-math.inf)
                 cuts.update(torch.argsort(key, stable=True)[:weakest].tolist())
             out.append([0] + [t + 1 for t in sorted(cuts)])
@@ -168,8 +174,11 @@ class FastVID:
 
     def salience(self, features: torch.Tensor) -> torch.Tensor:
         """fp64 ``[V, T, N]``: each token's dot product with its frame's mean token."""
-        x = features.double()
-        return (x * x.mean(2, keepdim=True)).sum(-1)
+        out = []
+        for v in range(features.shape[0]):  # one video's fp64 copy at a time
+            x = features[v].double()
+            out.append((x * x.mean(1, keepdim=True)).sum(-1))
+        return torch.stack(out)
 
     def _plan(self, T: int, N: int, starts: list[int]):
         """Per segment ``(frames, {anchor frame: centres}, {frame: extra salient})``."""
@@ -211,18 +220,14 @@ class FastVID:
         r, s = self.frame_budget(N)
         if r >= N:
             return torch.ones((V, T * N), dtype=torch.bool, device=dev), None
-        x = features.double()
-        unit = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         rank = torch.argsort(self.salience(features), dim=-1, descending=True, stable=True)  # [V, T, N]
-        out = x.clone()  # the kept tokens' values, written in place
-        keep = torch.zeros((V, T, N), dtype=torch.bool, device=dev)
         plans = [self._plan(T, N, st) for st in self.segments(features)]
         salient = torch.zeros((V, T, N), dtype=torch.bool, device=dev)
         for v, plan in enumerate(plans):
             for frames, _, extra in plan:
                 for f in frames:
                     salient[v, f, rank[v, f, :s + extra.get(f, 0)]] = True
-        keep |= salient
+        keep = salient.clone()
         # density-peak clustering of each anchor frame's non-salient tokens,
         # batched over the frames that want the same number of centres
         jobs: dict = {}
@@ -239,6 +244,7 @@ class FastVID:
             centres, _ = dpc_knn(pts, min(self.k, idx.shape[1]), m)
             for (v, f), i, cen in zip(frames, idx, centres):
                 anchors[(v, f)] = i[cen]
+        context = []  # (video, flat positions, merged rows fp64)
         for v, plan in enumerate(plans):
             for frames, share, _ in plan:
                 held = [f for f in sorted(share) if share[f] > 0]  # anchor frames, in order
@@ -248,26 +254,30 @@ class FastVID:
                 at = torch.cat([anchors[(v, f)] for f in held])  # each frame's ascending
                 keep[v, af, at] = True
                 members = ~salient[v, frames.start:frames.stop].reshape(-1)
-                u = unit[v, frames.start:frames.stop].reshape(-1, D)[members]  # [M, D]
-                a = unit[v, af, at]  # [A, D]
+                u = _unit(features[v, frames.start:frames.stop].reshape(-1, D)[members])  # [M, D]
+                a = _unit(features[v, af, at])  # [A, D]
+                A = a.shape[0]
                 sim = u @ a.T
                 # an anchor repeating an earlier one exactly ties with it on every
                 # token and loses; decided here, not by the matmul's rounding
                 _, inv = torch.unique(a, dim=0, return_inverse=True)
-                order = torch.arange(a.shape[0], device=dev)
-                first = torch.full((int(inv.max()) + 1,), a.shape[0], device=dev).scatter_reduce(
-                    0, inv, order, "amin")
+                order = torch.arange(A, device=dev)
+                first = torch.full((int(inv.max()) + 1,), A, device=dev).scatter_reduce(0, inv, order, "amin")
                 sim[:, first[inv] != order] = -math.inf
                 join = torch.argmax(sim, dim=1)  # first maximum: the earlier anchor
-                count = torch.bincount(join, minlength=a.shape[0]).to(torch.float64)
-                total = torch.zeros_like(a).index_add_(0, join, u)
-                w = torch.clamp(1.0 / (count + 1.0), min=self.alpha).unsqueeze(1)
-                merged = w * a + (1.0 - w) * total / count.clamp_min(1.0).unsqueeze(1)
-                out[v, af, at] = torch.where(count.unsqueeze(1) > 0, merged, a)
+                onehot = torch.nn.functional.one_hot(join, A).to(torch.float64)  # [M, A]
+                count = onehot.sum(0).unsqueeze(1)  # [A, 1]
+                total = onehot.T @ u
+                w = torch.clamp(1.0 / (count + 1.0), min=self.alpha)
+                merged = w * a + (1.0 - w) * total / count.clamp_min(1.0)
+                context.append((v, af * N + at, torch.where(count > 0, merged, a)))
         keep = keep.reshape(V, T * N)
         K = self.retained_tokens(T, 1, N)
-        merged = out.reshape(V, T * N, D)[keep].reshape(V, K, D).to(features.dtype)
-        return keep, merged
+        out = features.reshape(V, T * N, D)[keep].reshape(V, K, D).clone()  # salient rows: their own
+        slot = keep.cumsum(1) - 1  # a kept token's row in out
+        for v, flat, rows in context:
+            out[v, slot[v, flat]] = rows.to(features.dtype)
+        return keep, out
 
     def select(self, features: torch.Tensor) -> torch.Tensor:
         """bool ``[V, T * N]``: the kept tokens (:meth:`reduce` without the values)."""
