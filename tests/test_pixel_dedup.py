@@ -180,7 +180,7 @@ def test_bad_compositions_and_families():
     assert "_vlmkern_patch" not in model.__dict__
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_drop_mode_drops_the_repeated_groups_tokens(family):
     """PixelDedup(drop=True): the encoder skips the repeats (as without drop)
     and their tokens leave the sequence before layer 0; the rest keep their
