@@ -279,3 +279,41 @@ def test_bad_arguments_reach_the_op_checks():
         op(x.to(torch.int64), [-1, 0, 1, 2], "global", 3, 2, 3, 1e-8)
     with pytest.raises(RuntimeError, match=r"x: expected .*\[B, T, N, D\]"):
         op(x[0], [-1, 0, 1, 2], "global", 3, 2, 3, 1e-8)
+
+
+# ---- randomized (hypothesis; VLMKERN_FUZZ_EXAMPLES examples, 60 by default) ----------------
+
+hypothesis = pytest.importorskip("hypothesis", reason="hypothesis (requirements.txt) is not installed")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FUZZ = settings(max_examples=int(__import__("os").environ.get("VLMKERN_FUZZ_EXAMPLES", "60")), deadline=None,
+                 derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.function_scoped_fixture])
+_EDGES = [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129]
+
+
+@_FUZZ
+@given(B=st.integers(1, 3), T=st.integers(1, 7), H=st.integers(1, 5), W=st.integers(1, 7),
+       D=st.sampled_from(_EDGES), dtype=st.sampled_from(DTYPES), mode=st.sampled_from(["global", "per_frame"]),
+       repeats=st.booleans(), nan=st.booleans(), data=st.data(), seed=st.integers(0, 2**16))
+def test_random_against_reference(B, T, H, W, D, dtype, mode, repeats, nan, data, seed):
+    from conftest import cpu_isas
+
+    isa = data.draw(st.sampled_from([i for i in cpu_isas() if i in ("scalar", "avx2", "avx512")]))
+    N = H * W
+    ref = [data.draw(st.integers(-1, t - 1)) for t in range(T)]
+    keep = data.draw(st.integers(0, T * N if mode == "global" else N))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, N, D, generator=g).to(dtype)
+    if repeats and T > 1:  # exact ties: a frame repeated, another a power-of-two multiple
+        x[:, T - 1] = x[:, 0]
+        x[:, T // 2] = x[:, 0] * 2
+    if nan:
+        x.view(-1)[torch.randint(0, x.numel(), (3,), generator=g)] = float("nan")
+    try:
+        vlmkern._C.set_cpu_isa_cap(isa)
+        _check(x, ref, mode, keep, H, W)
+    finally:
+        vlmkern._C.set_cpu_isa_cap("amx")
