@@ -43,12 +43,14 @@ def test_small_video_demo(capsys):
     """16 frames of 56x56: 8 temporal groups, the two holds repeat (6 encoded);
     EVS keeps max(N, floor(T N / 4)) of 8 x 4 tokens = 8, DyCoke (rho 0.7) keeps
     3 whole frames + 5 x ceil(0.3 x 4) = 22 (anchors: 1->0, 3->2, 5->4, 7->6, 2->0),
-    VidCom2 (keep 0.25) max(T, round(0.25 T N)) = 8."""
+    VidCom2 (keep 0.25) max(T, round(0.25 T N)) = 8, FastVID (keep 0.25) T max(1,
+    int(0.25 N)) = 8."""
     args = _demo_args(quant="none", frames=16)
     assert demo.main(args) == 0
     text = capsys.readouterr().out
-    assert re.search(r"video tokens in -> kept\s+32 -> 32\s+32 -> 32\s+32 -> 8\s+32 -> 8\s+32 -> 22\s+32 -> 8", text), text
-    assert re.search(r"encoder groups run\s+8/8\s+6/8\s+8/8\s+6/8\s+8/8\s+8/8", text), text
+    assert re.search(r"video tokens in -> kept\s+32 -> 32\s+32 -> 32\s+32 -> 8\s+32 -> 8\s+32 -> 22\s+32 -> 8\s+32 -> 8",
+                     text), text
+    assert re.search(r"encoder groups run\s+8/8\s+6/8\s+8/8\s+6/8\s+8/8\s+8/8\s+8/8", text), text
 
 
 def test_demo_counts_what_the_model_kept(monkeypatch):

@@ -95,10 +95,10 @@ def _demo_args_error(args) -> str | None:
         return f"--frames must be 0 or an even number >= 4 (two frames per temporal patch), got {args.frames}"
     if args.video_side < 56 or args.video_side % 28:
         return f"--video-side must be a multiple of 28 pixels, at least 56, got {args.video_side}"
-    from vlmkern.methods import EVS, DyCoke, PixelDedup, VidCom2
+    from vlmkern.methods import EVS, DyCoke, FastVID, PixelDedup, VidCom2
 
     for make, value in ((EVS, args.rate), (DyCoke, args.rho), (PixelDedup, args.tol),
-                        (VidCom2, args.keep_ratio)):
+                        (VidCom2, args.keep_ratio), (FastVID, args.keep_ratio)):
         try:
             make(value)
         except ValueError as e:
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     d.add_argument("--side", type=int, default=896, help="image side in pixels (896 -> 1024 visual tokens)")
     d.add_argument("--layer", type=int, default=3, help="FastV layer K (default 3)")
     d.add_argument("--keep-ratio", type=float, default=0.25,
-                   help="fraction of visual tokens kept: FastV on the image, VidCom2 on the video (default 0.25)")
+                   help="fraction of visual tokens kept: FastV on the image, VidCom2 and FastVID on the video "
+                        "(default 0.25)")
     d.add_argument("--max-new-tokens", type=int, default=16)
     d.add_argument("--quant", choices=["w4a8", "none"], default="w4a8",
                    help="also run FastV with the decoder quantized (default w4a8)")

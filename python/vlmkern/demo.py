@@ -355,7 +355,8 @@ def _video_table(args) -> None:
     runs = [_run_in_fresh_process("video:" + n, args) for n in VIDEO_CONFIGS]
     base = runs[0]
     heads = ["unpatched", f"pixel_dedup tol={args.tol:g}", f"EVS rate={args.rate:g}",
-             "pixel_dedup + EVS", f"DyCoke rho={args.rho:g}", f"VidCom2 keep={args.keep_ratio:g}"]
+             "pixel_dedup + EVS", f"DyCoke rho={args.rho:g}", f"VidCom2 keep={args.keep_ratio:g}",
+             f"FastVID keep={args.keep_ratio:g}"]
     rows = [("video tokens in -> kept", [f"{r.visual_in} -> {r.visual_out}" for r in runs]),
             ("encoder groups run", [r.groups_encoded for r in runs]),
             ("prefill (time to 1st token)", [f"{r.prefill_s:.2f} s" for r in runs]),

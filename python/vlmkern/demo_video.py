@@ -16,7 +16,7 @@ import torch
 from vlmkern.demo import VEND_ID, VIDEO_ID, VSTART_ID
 
 # name -> what vlmkern.apply receives (None: unpatched)
-VIDEO_CONFIGS = ("unpatched", "pixel_dedup", "evs", "pixel_dedup+evs", "dycoke", "vidcom2")
+VIDEO_CONFIGS = ("unpatched", "pixel_dedup", "evs", "pixel_dedup+evs", "dycoke", "vidcom2", "fastvid")
 
 
 def demo_video(frames: int = 32, side: int = 224) -> np.ndarray:
@@ -77,8 +77,8 @@ def qwen_video_inputs(video: np.ndarray, *, text_before: int = 12, text_after: i
 
 def video_methods(name: str, rate: float, rho: float, tol: float, keep_ratio: float):
     """What ``vlmkern.apply`` receives for a video configuration (None: unpatched)."""
-    from vlmkern.methods import EVS, DyCoke, PixelDedup, VidCom2
+    from vlmkern.methods import EVS, DyCoke, FastVID, PixelDedup, VidCom2
 
     return {"unpatched": None, "pixel_dedup": [PixelDedup(tol)], "evs": [EVS(rate)],
             "pixel_dedup+evs": [PixelDedup(tol), EVS(rate)], "dycoke": [DyCoke(rho)],
-            "vidcom2": [VidCom2(keep_ratio)]}[name]
+            "vidcom2": [VidCom2(keep_ratio)], "fastvid": [FastVID(keep_ratio)]}[name]
