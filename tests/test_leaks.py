@@ -47,6 +47,11 @@ def _op_calls():
     packed = ops.w4a8_pack(nib, ws, 32)
     c, xs, rs = ops.quantize_per_token_int8(x, 32)
     idx = torch.tensor([[0, 3, 7], [1, 2, 50]])
+    video = torch.randn(2, 4, 12, 40, generator=g)
+    frames = torch.tensor([-1, 0, 1, 0])
+    pixels, grid = torch.randn(4 * 2 * 3 + 3 * 2 * 2, 24, generator=g), torch.tensor([[4, 2, 3], [3, 2, 2]])
+    pixels[6:12] = pixels[:6]
+    pts = torch.randn(2, 50, 16, generator=g)
     return {
         "attention_mass": lambda: ops.attention_mass(q, k, 10, 90, key_padding_mask=mask, query_weights=w),
         "topk_indices": lambda: ops.topk_indices(s, torch.tensor([5, 0, 200])),
@@ -55,6 +60,11 @@ def _op_calls():
         "w4a8_pack": lambda: ops.w4a8_pack(nib, ws, 32),
         "w4a8_gemm": lambda: ops.w4a8_gemm(c, xs, rs, packed, ws, 32),
         "w4a8_linear": lambda: ops.w4a8_linear(x, packed, ws, 32),
+        "frame_similarity": lambda: ops.frame_similarity(video, frames),
+        "pixel_dedup": lambda: ops.pixel_dedup(pixels, grid, 0.1),
+        "dpc_knn": lambda: ops.dpc_knn(pts, 5, 8),
+        "temporal_select": lambda: ops.temporal_select(video, frames, "global", 20, 3, 4),
+        "temporal_select per_frame": lambda: ops.temporal_select(video, [-1, 0, -1, 2], "per_frame", 5, 3, 4),
         "error path": lambda: _raises(lambda: ops.w4a8_gemm(c, xs, rs, packed, ws * 0, 32)),
     }
 
