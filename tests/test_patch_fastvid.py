@@ -25,6 +25,7 @@ from vlmkern.methods import FastVID
 from vlmkern.reference import dpc_knn as dpc_knn_reference
 from models import (LV_FRAME_TOKENS, LV_VIDEO, QWEN_IMAGE, QWEN_VIDEO, llava_video_sample, tiny_llava,
                     tiny_llava_video, tiny_qwen3_video, tiny_qwen_video, video_sample)
+from test_patch_evs import _close
 
 QWEN_FAMILIES = ["qwen2_vl", "qwen2_5_vl"]
 LLAVA_FAMILIES = ["llava_onevision", "llava_next_video"]
@@ -42,10 +43,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _close(a, b, tol=2e-5):
-    torch.testing.assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0)
 
 
 # -- the definition --------------------------------------------------------------

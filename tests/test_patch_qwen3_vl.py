@@ -19,7 +19,7 @@ import torch
 import vlmkern
 from vlmkern.methods import EVS, DyCoke, PixelDedup, VidCom2
 from models import QWEN_IMAGE, QWEN_VIDEO, tiny_qwen3_video, video_sample
-from test_patch_evs import dycoke_keep_eager, evs_keep_eager
+from test_patch_evs import _close, dycoke_keep_eager, evs_keep_eager
 from test_patch_vidcom2 import vidcom2_keep_eager
 
 IMPLS = ["eager", "sdpa"]
@@ -35,10 +35,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def _close(a, b, tol=2e-5):
-    torch.testing.assert_close(a, b, atol=tol * max(1.0, float(b.abs().max())), rtol=0)
 
 
 class Reference:
